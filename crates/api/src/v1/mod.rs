@@ -1,0 +1,28 @@
+//! `kubevirt.io/v1`: the core KubeVirt kinds. Also served as `v1alpha3`, as upstream does.
+
+pub mod devices;
+pub mod domain;
+pub mod kubevirt;
+pub mod migration;
+pub mod networks;
+pub mod preset;
+pub mod replicaset;
+pub mod vm;
+pub mod vmi;
+pub mod volumes;
+
+pub use devices::*;
+pub use domain::*;
+pub use kubevirt::*;
+pub use migration::*;
+pub use networks::*;
+pub use preset::*;
+pub use replicaset::*;
+pub use vm::*;
+pub use vmi::*;
+pub use volumes::*;
+
+/// The version this module's types are stored and served as.
+pub const VERSION: &str = "v1";
+/// The older version upstream still serves (deprecated) with the same schema.
+pub const VERSION_V1ALPHA3: &str = "v1alpha3";
