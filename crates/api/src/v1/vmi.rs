@@ -65,3 +65,16 @@ pub struct VirtualMachineInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
 }
+
+/// A template for virtual machine instances, as embedded in VMs, replica sets and pools.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineInstanceTemplateSpec {
+    /// Labels and annotations the created instance gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::template_metadata")]
+    pub metadata: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    /// The specification of the instances made from this template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<VirtualMachineInstanceSpec>,
+}
