@@ -25,9 +25,11 @@
 pub mod cdi;
 pub mod crd;
 pub mod instancetype;
+pub mod manifest;
 pub mod migrations;
 pub mod pool;
 pub mod schema;
+pub mod structural;
 pub mod v1;
 
 /// The API group of the core KubeVirt kinds.
