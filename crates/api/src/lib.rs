@@ -24,6 +24,7 @@
 
 pub mod cdi;
 pub mod crd;
+pub mod field;
 pub mod instancetype;
 pub mod manifest;
 pub mod migrations;
