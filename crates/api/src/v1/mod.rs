@@ -3,6 +3,7 @@
 pub mod devices;
 pub mod domain;
 pub mod kubevirt;
+pub mod kubevirt_config;
 pub mod migration;
 pub mod networks;
 pub mod preset;
@@ -14,6 +15,7 @@ pub mod volumes;
 pub use devices::*;
 pub use domain::*;
 pub use kubevirt::*;
+pub use kubevirt_config::*;
 pub use migration::*;
 pub use networks::*;
 pub use preset::*;
