@@ -142,7 +142,8 @@ pub struct VirtualMachinePreferenceSpec {
     /// Preferred machine type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<MachinePreferences>,
-    /// Deprecated: sockets per core when spreading vCPUs; use cpu.spreadOptions.ratio.
+    /// Deprecated: the ratio used when spreading vCPUs over sockets and cores (2 when unset); use
+    /// cpu.spreadOptions.ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefer_spread_socket_to_core_ratio: Option<i32>,
     /// The architecture the VM runs as when it names none.
@@ -189,7 +190,7 @@ pub mod preferred_cpu_topologies {
 
 /// Known values of [`SpreadOptions::across`].
 pub mod spread_across {
-    /// Spread over sockets, cores and threads (threads per core fixed at 2).
+    /// Spread over sockets, cores and threads.
     pub const SOCKETS_CORES_THREADS: &str = "SocketsCoresThreads";
     /// Spread over sockets and cores (the default).
     pub const SOCKETS_CORES: &str = "SocketsCores";

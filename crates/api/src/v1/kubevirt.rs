@@ -84,7 +84,8 @@ pub struct KubeVirtSpec {
     /// unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_account: Option<String>,
-    /// The namespace Prometheus runs in; openshift-monitoring when unset.
+    /// The namespace Prometheus runs in; the operator looks in the usual monitoring namespaces
+    /// when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_namespace: Option<String>,
     /// The value of the components' app.kubernetes.io/component label; kubevirt when unset.
