@@ -2,9 +2,11 @@
 
 pub mod devices;
 pub mod domain;
+pub mod features;
 pub mod kubevirt;
 pub mod kubevirt_config;
 pub mod migration;
+pub mod migration_config;
 pub mod networks;
 pub mod preset;
 pub mod replicaset;
@@ -14,9 +16,11 @@ pub mod volumes;
 
 pub use devices::*;
 pub use domain::*;
+pub use features::*;
 pub use kubevirt::*;
 pub use kubevirt_config::*;
 pub use migration::*;
+pub use migration_config::*;
 pub use networks::*;
 pub use preset::*;
 pub use replicaset::*;
