@@ -23,6 +23,7 @@
 //!   `kubectl explain` prints.
 
 pub mod cdi;
+pub mod config;
 pub mod crd;
 pub mod field;
 pub mod instancetype;
