@@ -8,6 +8,10 @@ use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::v1::{
+    CPUFeature, ClockOffset, DiskIOThreads, EFI, Hugepages, LaunchSecurity, NUMA, Realtime, Timer,
+};
+
 /// The API group of instancetypes and preferences.
 pub const GROUP: &str = "instancetype.kubevirt.io";
 
@@ -52,9 +56,15 @@ pub struct VirtualMachineInstancetypeSpec {
     pub annotations: BTreeMap<String, String>,
     /// The guest CPUs and how they are placed.
     pub cpu: CPUInstancetype,
+    /// The supplemental IO thread pool, when the policy is supplementalPool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_threads: Option<DiskIOThreads>,
     /// The IO thread policy of the instance (shared, auto, supplementalPool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_threads_policy: Option<String>,
+    /// Memory encryption or confidential-computing technology for the guest (SEV, SNP, TDX).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_security: Option<LaunchSecurity>,
     /// The guest memory.
     pub memory: MemoryInstancetype,
     /// Labels a node must have to run the instance.
@@ -84,6 +94,12 @@ pub struct CPUInstancetype {
     /// The CPU model the guest sees (e.g. host-passthrough).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Guest NUMA topology (needs dedicated placement and hugepages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa: Option<NUMA>,
+    /// Real-time tuning of the vCPUs (needs dedicated placement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<Realtime>,
 }
 
 /// The memory an instancetype gives.
@@ -92,6 +108,9 @@ pub struct CPUInstancetype {
 pub struct MemoryInstancetype {
     /// The memory the guest sees.
     pub guest: Quantity,
+    /// Back the guest memory with hugepages of this size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hugepages: Option<Hugepages>,
     /// The most memory the guest can grow to by memory hotplug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_guest: Option<Quantity>,
@@ -149,6 +168,9 @@ pub struct VirtualMachinePreferenceSpec {
     /// The architecture the VM runs as when it names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_architecture: Option<String>,
+    /// Memory encryption or confidential-computing technology, when the VM sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_launch_security: Option<LaunchSecurity>,
     /// The DNS subdomain of the instance when it names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_subdomain: Option<String>,
@@ -202,6 +224,10 @@ pub mod spread_across {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CPUPreferences {
+    /// CPU features to require or forbid, when the VM does not mention them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "preferredCPUFeatures")]
+    pub preferred_cpu_features: Vec<CPUFeature>,
     /// How vCPUs are laid out (see [`preferred_cpu_topologies`]); sockets when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "preferredCPUTopology")]
@@ -297,6 +323,9 @@ pub struct DevicePreferences {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FirmwarePreferences {
+    /// Boot with EFI, with these settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_efi: Option<EFI>,
     /// Boot with BIOS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_use_bios: Option<bool>,
@@ -413,7 +442,14 @@ impl std::ops::Deref for VirtualMachineClusterPreferenceSpec {
 /// Preferred guest clock settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ClockPreferences {}
+pub struct ClockPreferences {
+    /// Where the guest clock starts (UTC with an offset, or a time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_clock_offset: Option<ClockOffset>,
+    /// The guest timers and their tick policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_timer: Option<Timer>,
+}
 
 /// Preferred hypervisor features, used where the VM leaves them unset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
