@@ -9,7 +9,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::v1::{
-    CPUFeature, ClockOffset, DiskIOThreads, EFI, Hugepages, LaunchSecurity, NUMA, Realtime, Timer,
+    BlockSize, CPUFeature, ClockOffset, DiskIOThreads, EFI, FeatureAPIC, FeatureHyperv, FeatureKVM,
+    FeatureState, GPU, HostDevice, Hugepages, InterfaceMasquerade, LaunchSecurity, NUMA, Realtime,
+    Rng, TPMDevice, Timer, VGPUOptions,
 };
 
 /// The API group of instancetypes and preferences.
@@ -65,6 +67,12 @@ pub struct VirtualMachineInstancetypeSpec {
     /// Memory encryption or confidential-computing technology for the guest (SEV, SNP, TDX).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_security: Option<LaunchSecurity>,
+    /// GPUs passed through to the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GPU>,
+    /// Host devices passed through to the guest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_devices: Vec<HostDevice>,
     /// The guest memory.
     pub memory: MemoryInstancetype,
     /// Labels a node must have to run the instance.
@@ -277,6 +285,9 @@ pub struct DevicePreferences {
     /// Whether hotplugging devices is turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_disable_hotplug: Option<bool>,
+    /// The block sizes disks report to the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_disk_block_size: Option<BlockSize>,
     /// The bus of disks (virtio, sata, scsi, usb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_disk_bus: Option<String>,
@@ -296,6 +307,9 @@ pub struct DevicePreferences {
     /// The type of input devices (tablet, keyboard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_input_type: Option<String>,
+    /// When present, the pod network interface uses masquerade binding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_interface_masquerade: Option<InterfaceMasquerade>,
     /// The model of network interfaces (virtio, e1000e, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_interface_model: Option<String>,
@@ -308,15 +322,26 @@ pub struct DevicePreferences {
     /// The model of the panic device (hyperv, isa, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_panic_device_model: Option<String>,
+    /// When present, a virtio random number generator is attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_rng: Option<Rng>,
     /// The model of the sound device (ich9, ac97).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_sound_model: Option<String>,
+    /// The TPM device the guest gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "preferredTPM")]
+    pub preferred_tpm: Option<TPMDevice>,
     /// Whether virtio devices use the transitional model (for old guests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_use_virtio_transitional: Option<bool>,
     /// The type of the video device (vga, bochs, virtio, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_video_type: Option<String>,
+    /// Display options of virtual GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "preferredVirtualGPUOptions")]
+    pub preferred_virtual_gpu_options: Option<VGPUOptions>,
 }
 
 /// Preferred firmware.
@@ -454,4 +479,23 @@ pub struct ClockPreferences {
 /// Preferred hypervisor features, used where the VM leaves them unset.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct FeaturePreferences {}
+pub struct FeaturePreferences {
+    /// ACPI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_acpi: Option<FeatureState>,
+    /// The APIC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_apic: Option<FeatureAPIC>,
+    /// Hyper-V enlightenments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_hyperv: Option<FeatureHyperv>,
+    /// KVM-specific features (hiding KVM from the guest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_kvm: Option<FeatureKVM>,
+    /// Paravirtual spinlocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_pvspinlock: Option<FeatureState>,
+    /// System management mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_smm: Option<FeatureState>,
+}

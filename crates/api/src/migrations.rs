@@ -7,6 +7,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::v1::ExperimentalMigrationOptions;
+
 /// The API group of migration policies.
 pub const GROUP: &str = "migrations.kubevirt.io";
 
@@ -43,6 +45,10 @@ pub struct MigrationPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "completionTimeoutPerGiB")]
     pub completion_timeout_per_gib: Option<i64>,
+    /// Experimental tuning (stall detection, downtime ramping, compression); may change or
+    /// go away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experimental: Option<ExperimentalMigrationOptions>,
     /// The longest pause, in milliseconds, the guest may see at switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_downtime_ms: Option<i64>,

@@ -8,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use super::MigrationConfiguration;
+
 /// An integer without a declared width (upstream's Go `int`/`uint` fields carry no `format`).
 fn integer(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer" })
@@ -198,6 +200,9 @@ pub struct KubeVirtConfiguration {
     /// How often, in seconds, the memory balloon reports statistics (0 turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem_balloon_stats_period: Option<i32>,
+    /// Cluster-wide live-migration settings (migration policies can override some per VM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationConfiguration>,
     /// Deprecated: the oldest CPU model nodes are labelled for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "minCPUModel")]
