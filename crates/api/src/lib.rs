@@ -30,6 +30,7 @@ pub mod instancetype;
 pub mod manifest;
 pub mod migrations;
 pub mod pool;
+pub mod quantity;
 pub mod schema;
 pub mod structural;
 pub mod v1;
