@@ -743,3 +743,42 @@ pub struct VideoDevice {
     #[serde(rename = "type")]
     pub type_: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The inlined upstream structs (disk targets, binding methods, watchdog models, claim
+    /// requests) sit directly in their parent's JSON object and round-trip unchanged.
+    #[test]
+    fn inlined_members_round_trip() {
+        let input = json!({
+            "disks": [{"name": "cd", "cdrom": {"bus": "sata", "tray": "closed"}, "bootOrder": 1}],
+            "interfaces": [{"name": "default", "masquerade": {}, "ports": [{"port": 80}]}],
+            "watchdog": {"name": "w", "i6300esb": {"action": "poweroff"}},
+            "gpus": [{"name": "g", "claimName": "c", "requestName": "r"}],
+            "hostDevices": [{"name": "h", "deviceName": "vendor.com/dev"}],
+        });
+        let devices: Devices = serde_json::from_value(input.clone()).expect("decodes");
+        assert_eq!(
+            devices.disks[0]
+                .disk_device
+                .cdrom
+                .as_ref()
+                .and_then(|c| c.bus.as_deref()),
+            Some(disk_bus::SATA)
+        );
+        assert!(
+            devices.interfaces[0]
+                .interface_binding_method
+                .masquerade
+                .is_some()
+        );
+        assert_eq!(
+            devices.gpus[0].claim_request.claim_name.as_deref(),
+            Some("c")
+        );
+        assert_eq!(serde_json::to_value(&devices).expect("encodes"), input);
+    }
+}

@@ -603,3 +603,31 @@ pub struct SEVSNP {}
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TDX {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A typical domain decodes and encodes back unchanged, including the inlined clock offset.
+    #[test]
+    fn domain_round_trips() {
+        let input = json!({
+            "clock": {"utc": {"offsetSeconds": -3600}, "timer": {"rtc": {"tickPolicy": "catchup"}}},
+            "cpu": {"cores": 2, "model": "host-passthrough", "features": [{"name": "vmx"}]},
+            "devices": {},
+            "firmware": {"bootloader": {"efi": {"secureBoot": false}}},
+            "memory": {"guest": "1Gi", "reservedOverhead": {"memLock": "Required"}},
+            "rebootPolicy": "Terminate",
+            "resources": {"requests": {"memory": "1Gi", "cpu": "500m"}},
+        });
+        let domain: DomainSpec = serde_json::from_value(input.clone()).expect("decodes");
+        assert_eq!(domain.reboot_policy, Some(RebootPolicy::Terminate));
+        let utc = domain
+            .clock
+            .as_ref()
+            .and_then(|c| c.clock_offset.utc.as_ref());
+        assert_eq!(utc.and_then(|u| u.offset_seconds), Some(-3600));
+        assert_eq!(serde_json::to_value(&domain).expect("encodes"), input);
+    }
+}
