@@ -253,7 +253,7 @@ pub struct ComponentConfig {
     /// How many replicas each control-plane component runs; 2 when unset (turns off scaling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub replicas: Option<u8>,
+    pub replicas: Option<i32>,
 }
 
 /// Node selection for a group of pods.

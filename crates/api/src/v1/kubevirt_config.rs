@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::MigrationConfiguration;
 
@@ -18,6 +18,16 @@ fn integer(_: &mut SchemaGenerator) -> Schema {
 /// A floating-point number without a declared width.
 fn number(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "number" })
+}
+
+/// Writes a float the way Go does: whole values without a fractional part (`7`, not `7.0`), so
+/// what was read is written back unchanged.
+fn serialize_float<S: Serializer>(value: &f32, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f32(*value)
+    }
 }
 
 /// A map from names to integers without a declared width.
@@ -338,32 +348,32 @@ pub struct LogVerbosity {
     /// Verbosity per node name (applies to that node's virt-handler and launchers).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "integer_map")]
-    pub node_verbosity: BTreeMap<String, u32>,
+    pub node_verbosity: BTreeMap<String, i32>,
     /// Verbosity of virt-api.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "virtAPI")]
     #[schemars(schema_with = "integer")]
-    pub virt_api: Option<u32>,
+    pub virt_api: Option<i32>,
     /// Verbosity of virt-controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub virt_controller: Option<u32>,
+    pub virt_controller: Option<i32>,
     /// Verbosity of virt-handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub virt_handler: Option<u32>,
+    pub virt_handler: Option<i32>,
     /// Verbosity of virt-launcher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub virt_launcher: Option<u32>,
+    pub virt_launcher: Option<i32>,
     /// Verbosity of virt-operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub virt_operator: Option<u32>,
+    pub virt_operator: Option<i32>,
     /// Verbosity of virt-synchronization-controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "integer")]
-    pub virt_synchronization_controller: Option<u32>,
+    pub virt_synchronization_controller: Option<i32>,
 }
 
 /// Settings of a component that can change while it runs.
@@ -401,6 +411,7 @@ pub struct TokenBucketRateLimiter {
     #[schemars(schema_with = "integer")]
     pub burst: i64,
     /// The sustained requests per second.
+    #[serde(serialize_with = "serialize_float")]
     #[schemars(schema_with = "number")]
     pub qps: f32,
 }
