@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, Toleration};
+use k8s_openapi::api::core::v1::{Affinity, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -13,22 +13,6 @@ use super::KubeVirtConfiguration;
 /// An integer without a declared width (upstream's Go `int`/`uint8` fields carry no `format`).
 fn integer(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer" })
-}
-
-/// A list of image pull secrets: upstream does not mark their `name` as required.
-fn image_pull_secrets(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": {
-            "type": "object",
-            "properties": {
-                "name": {
-                    "type": "string",
-                    "description": "The name of a Secret in KubeVirt's namespace.",
-                },
-            },
-        },
-    })
 }
 
 /// How KubeVirt is installed and configured.
@@ -69,8 +53,7 @@ pub struct KubeVirtSpec {
     pub image_pull_policy: Option<String>,
     /// Secrets used to pull KubeVirt's component images.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "image_pull_secrets")]
-    pub image_pull_secrets: Vec<LocalObjectReference>,
+    pub image_pull_secrets: Vec<ImagePullSecret>,
     /// The registry to pull component images from; the operator's own registry when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_registry: Option<String>,
@@ -113,6 +96,16 @@ pub struct KubeVirtSpec {
     /// Placement of the node-level components (virt-handler) and thus of the workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<ComponentConfig>,
+}
+
+/// A Secret holding registry credentials (a Kubernetes LocalObjectReference; unlike
+/// k8s-openapi's, the name may be absent, as upstream's schema allows).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImagePullSecret {
+    /// The name of a Secret in KubeVirt's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Known values of [`KubeVirtSpec::uninstall_strategy`].
