@@ -15,6 +15,12 @@ const V1ALPHA3_DEPRECATION: &str =
     "kubevirt.io/v1alpha3 is deprecated and will be removed; use kubevirt.io/v1";
 const PRESET_DEPRECATION: &str = "VirtualMachineInstancePresets are deprecated and will be removed; use instancetypes and preferences";
 
+/// Every CRD, built once per process (schema generation is not cheap) and shared.
+pub fn cached() -> &'static [CustomResourceDefinition] {
+    static CRDS: std::sync::OnceLock<Vec<CustomResourceDefinition>> = std::sync::OnceLock::new();
+    CRDS.get_or_init(all)
+}
+
 /// Every CRD, in a stable order (the order `deploy/crds` lists them in).
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut vmi = with_v1alpha3(v1::VirtualMachineInstance::crd());
@@ -27,7 +33,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         v.deprecated = Some(true);
         v.deprecation_warning = Some(PRESET_DEPRECATION.to_string());
         // Upstream does not require a preset's spec at the top level.
-        if let Some(schema) = v.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+        if let Some(schema) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
             schema.required = None;
         }
     }

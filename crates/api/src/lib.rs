@@ -22,9 +22,13 @@
 //! - Every type and field has a doc comment in our own words: it is the description
 //!   `kubectl explain` prints.
 
+// kube-derive's `printcolumn(name = .., type_ = ..)` repeats keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod cdi;
 pub mod config;
 pub mod crd;
+pub mod defaults;
 pub mod field;
 pub mod instancetype;
 pub mod manifest;

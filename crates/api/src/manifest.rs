@@ -43,18 +43,8 @@ pub enum ManifestError {
         kind: String,
     },
     /// A known kind under a version nobody serves any more (or never did).
-    #[error(
-        "document {doc}: {api_version} is not served (served: {served}); {kind} in {api_version} uses fields that {storage} does not have: {}",
-        fields.join(", ")
-    )]
-    UnservedVersion {
-        doc: usize,
-        api_version: String,
-        kind: String,
-        served: String,
-        storage: String,
-        fields: Vec<String>,
-    },
+    #[error("document {}: {}", .0.doc, .0)]
+    UnservedVersion(Box<Unserved>),
     /// A field has the wrong type or an unreadable value.
     #[error("document {doc}: {path}: {message}")]
     Field {
@@ -65,6 +55,42 @@ pub enum ManifestError {
     /// Fields the schema does not know (reported when decoding strictly).
     #[error("document {doc}: unknown field(s): {}", fields.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", "))]
     UnknownFields { doc: usize, fields: Vec<String> },
+}
+
+/// The details of a manifest written for a version this cluster does not serve.
+#[derive(Debug, PartialEq)]
+pub struct Unserved {
+    pub doc: usize,
+    pub api_version: String,
+    pub kind: String,
+    /// The versions that are served, as `group/version`.
+    pub served: Vec<String>,
+    /// The version objects are stored as, whose schema the fields were checked against.
+    pub storage: String,
+    /// Fields the stored version does not have.
+    pub fields: Vec<String>,
+}
+
+impl std::fmt::Display for Unserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is not served (served: {})",
+            self.api_version,
+            self.served.join(", ")
+        )?;
+        if !self.fields.is_empty() {
+            write!(
+                f,
+                "; {} in {} uses fields that {} does not have: {}",
+                self.kind,
+                self.api_version,
+                self.storage,
+                self.fields.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether fields unknown to the schema are an error (`kubectl --validate=strict`) or dropped.
@@ -111,8 +137,7 @@ pub fn from_value(
         None => (String::new(), api_version.clone()),
     };
 
-    let crds = crate::crd::all();
-    let Some(crd) = crds
+    let Some(crd) = crate::crd::cached()
         .iter()
         .find(|c| c.spec.group == group && c.spec.names.kind == kind)
     else {
@@ -141,16 +166,16 @@ pub fn from_value(
             .filter(|v| v.served)
             .map(|v| format!("{group}/{}", v.name))
             .collect();
-        return Err(ManifestError::UnservedVersion {
+        return Err(ManifestError::UnservedVersion(Box::new(Unserved {
             doc,
             api_version,
             kind,
-            served: served_list.join(", "),
+            served: served_list,
             storage: storage
                 .map(|v| format!("{group}/{}", v.name))
                 .unwrap_or_default(),
             fields,
-        });
+        })));
     };
     if let Some(schema) = served
         .schema

@@ -133,7 +133,7 @@ impl Amount {
             ("Ki", 10),
         ];
         for (suffix, shift) in SUFFIXES {
-            if bytes != 0 && bytes % (1u64 << shift) == 0 {
+            if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
                 return format!("{}{suffix}", bytes >> shift);
             }
         }

@@ -70,14 +70,10 @@ fn v1alpha3_testvm_is_served_and_decodes_like_v1() {
 fn v1alpha1_vm_from_2018_is_refused_naming_version_and_fields() {
     let err = manifest::parse(&seed("v1alpha1-myvm-2018.yaml"), Strictness::Strict)
         .expect_err("kubevirt.io/v1alpha1 is long gone");
-    let ManifestError::UnservedVersion {
-        api_version,
-        fields,
-        ..
-    } = &err
-    else {
+    let ManifestError::UnservedVersion(unserved) = &err else {
         panic!("expected UnservedVersion, got {err:?}");
     };
+    let (api_version, fields) = (&unserved.api_version, &unserved.fields);
     assert_eq!(api_version, "kubevirt.io/v1alpha1");
     for f in [
         "spec.domain",
