@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "cdi.kubevirt.io";
 
 /// Where a DataVolume's data comes from and the volume to hold it.
+// Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "cdi.kubevirt.io",
@@ -243,7 +245,7 @@ pub struct DataVolumeSourceRegistry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformOptions>,
     /// How the image is fetched: by an importer pod (`pod`, the default) or through the node's
-    /// container runtime (`node`); see [`registry_pull_methods`].
+    /// container runtime (`node`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_method: Option<String>,
     /// A Secret with the registry credentials.
@@ -367,7 +369,8 @@ pub struct DataVolumeStatus {
     /// The conditions of the DataVolume (Bound, Ready, Running).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<DataVolumeCondition>,
-    /// Where the DataVolume is in its lifecycle (see [`data_volume_phases`]).
+    /// Where the DataVolume is in its lifecycle: Pending, ImportScheduled, ImportInProgress,
+    /// CloneInProgress, UploadReady, WaitForFirstConsumer, Succeeded, Failed, Paused, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// How much of the data has been transferred, e.g. `45.5%`, or `N/A` when unknown.
@@ -455,7 +458,7 @@ pub struct DataVolumeCondition {
     pub reason: Option<String>,
     /// True, False or Unknown.
     pub status: String,
-    /// Which condition this is (see [`data_volume_condition_types`]).
+    /// Which condition this is: Bound, Ready or Running.
     #[serde(rename = "type")]
     pub type_: String,
 }

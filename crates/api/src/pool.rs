@@ -18,6 +18,8 @@ fn int32(_: &mut SchemaGenerator) -> Schema {
 pub const GROUP: &str = "pool.kubevirt.io";
 
 /// The desired state of a pool of virtual machines.
+// Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "pool.kubevirt.io",
@@ -239,7 +241,7 @@ pub struct VirtualMachinePoolProactiveUpdateStrategy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachinePoolStatus {
-    /// The conditions of the pool (see [`pool_condition_types`]).
+    /// The conditions of the pool (ReplicaFailure, ReplicaPaused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<VirtualMachinePoolCondition>,
     /// The selector in its string form, for the scale subresource (and so the autoscaler).

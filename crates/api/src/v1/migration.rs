@@ -7,9 +7,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::VirtualMachineCondition;
+use super::{VirtualMachineCondition, VirtualMachineInstanceMigrationState};
 
 /// Which instance to migrate, and how.
+// Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kubevirt.io",
@@ -33,7 +35,7 @@ pub struct VirtualMachineInstanceMigrationSpec {
     /// selector and affinity (which win on conflicting keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub added_node_selector: BTreeMap<String, String>,
-    /// How urgent the migration is (see [`migration_priorities`]).
+    /// How urgent the migration is: system-critical, user-triggered or system-maintenance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<String>,
     /// Makes this the target side of a cross-cluster migration.
@@ -90,10 +92,14 @@ pub struct VirtualMachineInstanceMigrationTarget {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineInstanceMigrationStatus {
-    /// The conditions of the migration (see [`migration_condition_types`]).
+    /// The conditions of the migration (migrationAbortRequested, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<VirtualMachineInstanceMigrationCondition>,
-    /// The migration's phase (see [`migration_phases`]).
+    /// The progress and outcome of the migration, as also shown on the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_state: Option<VirtualMachineInstanceMigrationState>,
+    /// The migration's phase: Pending, Scheduling, Scheduled, PreparingTarget, TargetReady,
+    /// Running, Succeeded or Failed (WaitingForSync, Synchronizing across clusters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// When the migration entered each phase it has been through.
@@ -159,7 +165,7 @@ pub mod migration_condition_types {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineInstanceMigrationPhaseTransitionTimestamp {
-    /// The phase entered (see [`migration_phases`]).
+    /// The phase entered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// When the phase was entered.

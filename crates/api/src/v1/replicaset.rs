@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{VirtualMachineCondition, VirtualMachineInstanceTemplateSpec};
 
 /// The desired state of a replica set of virtual machine instances.
+// Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kubevirt.io",
@@ -54,7 +56,7 @@ pub struct VirtualMachineInstanceReplicaSetSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineInstanceReplicaSetStatus {
-    /// The conditions of the replica set (see [`replica_set_condition_types`]).
+    /// The conditions of the replica set (ReplicaFailure, ReplicaPaused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<VirtualMachineInstanceReplicaSetCondition>,
     /// The selector in its string form, for the scale subresource (and so the autoscaler).

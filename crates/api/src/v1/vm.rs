@@ -7,7 +7,10 @@ use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::VirtualMachineInstanceTemplateSpec;
+use super::{
+    ChangedBlockTrackingStatus, Disk, HotplugVolumeSource, StorageMigratedVolumeInfo,
+    VirtualMachineInstanceTemplateSpec,
+};
 use crate::cdi::DataVolumeSpec;
 
 /// An integer without a declared width (upstream's Go `int` fields carry no `format`).
@@ -16,6 +19,8 @@ fn integer(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// The desired state of a virtual machine: whether it should run, and the instance to run.
+// Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kubevirt.io",
@@ -58,8 +63,8 @@ pub struct VirtualMachineSpec {
     /// The preference that supplies default device and firmware choices to the template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preference: Option<PreferenceMatcher>,
-    /// When the instance should run (see [`run_strategies`]); excludes `running`. Halted when
-    /// neither is set.
+    /// When the instance should run: Always, RerunOnFailure, Manual, Halted, Once or
+    /// WaitAsReceiver. Not together with `running`; Halted when neither is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_strategy: Option<String>,
     /// Deprecated: use runStrategy. True starts the instance, false stops it.
@@ -68,7 +73,7 @@ pub struct VirtualMachineSpec {
     /// The instance this virtual machine runs.
     pub template: VirtualMachineInstanceTemplateSpec,
     /// How a change to the volumes reaches a running instance: Replacement (on restart) or
-    /// Migration (storage live migration); see [`update_volumes_strategies`].
+    /// Migration (storage live migration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_volumes_strategy: Option<String>,
 }
@@ -142,12 +147,10 @@ pub struct InstancetypeMatcher {
     /// The volume whose annotations name the instancetype to use; cleared once resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume: Option<String>,
-    /// What happens when inferring fails: Reject (the default) or Ignore; see
-    /// [`infer_from_volume_failure_policies`].
+    /// What happens when inferring fails: Reject (the default) or Ignore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume_failure_policy: Option<String>,
-    /// VirtualMachineClusterInstancetype (the default) or VirtualMachineInstancetype; see
-    /// [`crate::instancetype::kinds`].
+    /// VirtualMachineClusterInstancetype (the default) or VirtualMachineInstancetype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The name of the instancetype.
@@ -165,12 +168,10 @@ pub struct PreferenceMatcher {
     /// The volume whose annotations name the preference to use; cleared once resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume: Option<String>,
-    /// What happens when inferring fails: Reject (the default) or Ignore; see
-    /// [`infer_from_volume_failure_policies`].
+    /// What happens when inferring fails: Reject (the default) or Ignore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume_failure_policy: Option<String>,
-    /// VirtualMachineClusterPreference (the default) or VirtualMachinePreference; see
-    /// [`crate::instancetype::kinds`].
+    /// VirtualMachineClusterPreference (the default) or VirtualMachinePreference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The name of the preference.
@@ -193,7 +194,10 @@ pub mod infer_from_volume_failure_policies {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineStatus {
-    /// The conditions of the virtual machine (see [`vm_condition_types`]).
+    /// The state of changed block tracking (incremental backup) for the VM's volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_block_tracking: Option<ChangedBlockTrackingStatus>,
+    /// The conditions of the virtual machine (Ready, Paused, Failure, RestartRequired, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<VirtualMachineCondition>,
     /// Whether an instance of this virtual machine exists.
@@ -214,8 +218,7 @@ pub struct VirtualMachineStatus {
     /// The preference in use and the revision that holds its captured copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preference_ref: Option<InstancetypeStatusRef>,
-    /// A short human-readable state (Stopped, Starting, Running, ...), shown by `kubectl get`;
-    /// see [`printable_statuses`].
+    /// A short human-readable state (Stopped, Starting, Running, ...), shown by `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub printable_status: Option<String>,
     /// Whether an instance is running and ready.
@@ -224,7 +227,7 @@ pub struct VirtualMachineStatus {
     /// The name of the VirtualMachineRestore currently restoring this virtual machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_in_progress: Option<String>,
-    /// The run strategy last acted on (see [`run_strategies`]).
+    /// The run strategy last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_strategy: Option<String>,
     /// The name of the VirtualMachineSnapshot currently being taken.
@@ -327,7 +330,7 @@ pub mod vm_condition_types {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineStateChangeRequest {
-    /// Start or Stop (see [`state_change_actions`]).
+    /// Start or Stop.
     pub action: String,
     /// Extra parameters of the action.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -380,7 +383,8 @@ pub struct VirtualMachineMemoryDumpRequest {
     /// Why the dump failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// How far the dump has got (see [`memory_dump_phases`]).
+    /// How far the dump has got: Associating, InProgress, Unmounting, Completed, Dissociating
+    /// or Failed.
     pub phase: String,
     /// Whether the PVC should be detached from the virtual machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -423,9 +427,27 @@ pub struct VolumeSnapshotStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineVolumeRequest {
+    /// Add a volume and its disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_volume_options: Option<AddVolumeOptions>,
     /// Remove a volume and its disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove_volume_options: Option<RemoveVolumeOptions>,
+}
+
+/// A volume to hotplug, and the disk that exposes it to the guest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddVolumeOptions {
+    /// The disk the volume appears as; its name is replaced by `name`.
+    pub disk: Disk,
+    /// `All` to check the request without applying it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<String>,
+    /// The name of the new volume and disk.
+    pub name: String,
+    /// Where the volume's data is.
+    pub volume_source: HotplugVolumeSource,
 }
 
 /// Which volume to unplug.
@@ -451,7 +473,11 @@ pub struct VolumeUpdateState {
 /// The volumes a storage live migration moves.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct VolumeMigrationState {}
+pub struct VolumeMigrationState {
+    /// Each volume being moved, with its source and destination PVCs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrated_volumes: Vec<StorageMigratedVolumeInfo>,
+}
 
 /// The instancetype or preference a virtual machine uses, as recorded in its status.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -463,7 +489,7 @@ pub struct InstancetypeStatusRef {
     /// The volume the resource was inferred from, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume: Option<String>,
-    /// What happens when inferring fails (see [`infer_from_volume_failure_policies`]).
+    /// What happens when inferring fails: Reject or Ignore.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer_from_volume_failure_policy: Option<String>,
     /// The kind of the resource.
