@@ -275,6 +275,24 @@ pub struct KubeVirtConfiguration {
     pub webhook_configuration: Option<ReloadableComponentConfiguration>,
 }
 
+impl KubeVirtConfiguration {
+    /// Whether KubeVirt may fall back to software emulation where /dev/kvm is missing
+    /// (`developerConfiguration.useEmulation`; false when unset).
+    pub fn use_emulation(&self) -> bool {
+        self.developer_configuration
+            .as_ref()
+            .and_then(|d| d.use_emulation)
+            .unwrap_or(false)
+    }
+
+    /// Whether the named feature gate is enabled (see [`feature_gates`]).
+    pub fn has_feature_gate(&self, name: &str) -> bool {
+        self.developer_configuration
+            .as_ref()
+            .is_some_and(|d| d.has_feature_gate(name))
+    }
+}
+
 /// Settings meant for development and experimentation: feature gates, emulation, overcommit.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -907,4 +925,44 @@ pub enum VMRolloutStrategy {
     Stage,
     /// Apply changes to the running instance where possible.
     LiveUpdate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulation_and_feature_gates_read_from_developer_configuration() {
+        let mut config = KubeVirtConfiguration::default();
+        assert!(!config.use_emulation());
+        assert!(!config.has_feature_gate(feature_gates::SNAPSHOT));
+        config.developer_configuration = Some(DeveloperConfiguration {
+            use_emulation: Some(true),
+            feature_gates: vec![
+                feature_gates::SNAPSHOT.to_string(),
+                feature_gates::HOTPLUG_VOLUMES.to_string(),
+            ],
+            disabled_feature_gates: vec![feature_gates::HOTPLUG_VOLUMES.to_string()],
+            ..Default::default()
+        });
+        assert!(config.use_emulation());
+        assert!(config.has_feature_gate(feature_gates::SNAPSHOT));
+        assert!(!config.has_feature_gate(feature_gates::HOTPLUG_VOLUMES));
+    }
+
+    #[test]
+    fn qps_is_written_back_as_read() {
+        let limiter: TokenBucketRateLimiter =
+            serde_json::from_str(r#"{"burst":10,"qps":7}"#).expect("decodes");
+        assert_eq!(
+            serde_json::to_string(&limiter).expect("encodes"),
+            r#"{"burst":10,"qps":7}"#
+        );
+        let limiter: TokenBucketRateLimiter =
+            serde_json::from_str(r#"{"burst":10,"qps":0.5}"#).expect("decodes");
+        assert_eq!(
+            serde_json::to_string(&limiter).expect("encodes"),
+            r#"{"burst":10,"qps":0.5}"#
+        );
+    }
 }
