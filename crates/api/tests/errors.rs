@@ -88,7 +88,7 @@ fn documents_without_kind_or_of_foreign_kinds_are_refused() {
 fn the_second_document_is_named_in_its_error() {
     let text = format!(
         "{}---\n{}",
-        vm_with_disk("            disk: {{bus: virtio}}"),
+        vm_with_disk("            disk: {bus: virtio}"),
         vm_with_disk("            bootOrder: [1]")
     );
     let err = manifest::parse(&text, Strictness::Strict).expect_err("second doc is bad");
