@@ -91,11 +91,11 @@ fn inline(v: &Value, defs: &Map<String, Value>, seen: &mut HashSet<String>, dept
                     "allOf" | "anyOf" | "oneOf" => {
                         // Structural schemas do not use these for built-ins; a single entry is
                         // a wrapped reference, so unwrap it.
-                        if let Some([one]) = x.as_array().map(Vec::as_slice) {
-                            if let Value::Object(o) = inline(one, defs, seen, depth + 1) {
-                                for (ok, ov) in o {
-                                    out.entry(ok).or_insert(ov);
-                                }
+                        if let Some([one]) = x.as_array().map(Vec::as_slice)
+                            && let Value::Object(o) = inline(one, defs, seen, depth + 1)
+                        {
+                            for (ok, ov) in o {
+                                out.entry(ok).or_insert(ov);
                             }
                         }
                     }
@@ -198,6 +198,14 @@ fn all() -> &'static BTreeMap<(&'static str, &'static str), JSONSchemaProps> {
         );
         m
     })
+}
+
+/// The ObjectMeta schema (OpenAPI documents put it under every kind's `metadata`, as upstream
+/// does for custom resources too, so clients can compute patches of metadata).
+pub fn object_meta() -> Option<&'static JSONSchemaProps> {
+    static CELL: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
+    CELL.get_or_init(gen_schema::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>)
+        .as_ref()
 }
 
 /// The schema of a built-in kind, if we have its type.

@@ -427,7 +427,7 @@ pub fn from_crd(crd: &CustomResourceDefinition) -> Option<ResourceDef> {
     if versions.is_empty() {
         return None;
     }
-    versions.sort_by(|a, b| version_priority(&b.name).cmp(&version_priority(&a.name)));
+    versions.sort_by_key(|v| std::cmp::Reverse(version_priority(&v.name)));
     // Status and scale come from the preferred version (ours are the same in every version).
     let sub = versions[0].subresources.as_ref();
     let status = sub.is_some_and(|s| s.status.is_some());
@@ -552,7 +552,7 @@ impl Registry {
             }
             entry
                 .1
-                .sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+                .sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -574,7 +574,7 @@ mod tests {
     #[test]
     fn version_order() {
         let mut v = vec!["v1alpha3", "v1", "v2beta1", "v1beta1", "v2", "foo"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, vec!["v2", "v1", "v2beta1", "v1beta1", "v1alpha3", "foo"]);
     }
 

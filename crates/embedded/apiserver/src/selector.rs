@@ -343,7 +343,7 @@ mod tests {
                 (format!("!{k}"), present.is_none()),
             ];
             for (sel, expect) in cases {
-                let parsed = LabelSelector::parse(&sel).map_err(|e| TestCaseError::fail(e))?;
+                let parsed = LabelSelector::parse(&sel).map_err(TestCaseError::fail)?;
                 prop_assert_eq!(parsed.matches(&l), expect, "{}", sel);
             }
         }
@@ -354,9 +354,9 @@ mod tests {
             let l: BTreeMap<String, String> = [(a.clone(), la.clone()), (b.clone(), lb.clone())].into_iter().collect();
             let s1 = format!("{a}={va}");
             let s2 = format!("{b}!={vb}");
-            let both = LabelSelector::parse(&format!("{s1},{s2}")).map_err(|e| TestCaseError::fail(e))?;
-            let m1 = LabelSelector::parse(&s1).map_err(|e| TestCaseError::fail(e))?.matches(&l);
-            let m2 = LabelSelector::parse(&s2).map_err(|e| TestCaseError::fail(e))?.matches(&l);
+            let both = LabelSelector::parse(&format!("{s1},{s2}")).map_err(TestCaseError::fail)?;
+            let m1 = LabelSelector::parse(&s1).map_err(TestCaseError::fail)?.matches(&l);
+            let m2 = LabelSelector::parse(&s2).map_err(TestCaseError::fail)?.matches(&l);
             prop_assert_eq!(both.matches(&l), m1 && m2);
         }
 

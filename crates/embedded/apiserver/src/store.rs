@@ -189,11 +189,14 @@ enum Op {
     },
 }
 
+/// An overlay key (storage name, object key) and what it held before a change, for rollback.
+type Undo = ((String, String), Option<Option<Arc<Stored>>>);
+
 /// What a write closure sees: committed objects overlaid with the batch's earlier changes.
 pub struct Txn<'a> {
     cache: &'a Cache,
     overlay: &'a mut HashMap<(String, String), Option<Arc<Stored>>>,
-    undo: Vec<((String, String), Option<Option<Arc<Stored>>>)>,
+    undo: Vec<Undo>,
     ops: Vec<Op>,
     rev: &'a mut u64,
     dry_run: bool,

@@ -1,1 +1,77 @@
-fn main() {}
+//! `virt-cluster`: the embedded single-machine KubeVirt cluster. For now it runs the API server
+//! alone (`virt-cluster apiserver`); `virt-cluster up` arrives with the other components.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "virt-cluster", version, about = "KubeVirt without a cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded Kubernetes API server alone (writes DATA/kubeconfig).
+    Apiserver {
+        /// The data directory (store, PKI, kubeconfig).
+        #[arg(long, default_value = "/var/lib/kubevirt-rs")]
+        data_dir: PathBuf,
+        /// Address to listen on; port 0 picks a free one (see the kubeconfig for it).
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Events kept in memory for watches to resume from.
+        #[arg(long, default_value_t = 50_000)]
+        watch_window: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Apiserver {
+                data_dir,
+                listen,
+                watch_window,
+            } => {
+                let mut config = kubevirt_embedded_apiserver::Config::new(&data_dir, listen);
+                config.watch_window = watch_window;
+                let running = kubevirt_embedded_apiserver::start(config)
+                    .await
+                    .with_context(|| format!("starting the API server on {listen}"))?;
+                // One line on stdout that scripts and tests wait for.
+                println!(
+                    "apiserver listening on https://{} kubeconfig={}",
+                    running.addr,
+                    running.kubeconfig.display()
+                );
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .context("installing the SIGTERM handler")?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    _ = running.task => {}
+                }
+                tracing::info!("apiserver stopping");
+                Ok(())
+            }
+        }
+    })
+}

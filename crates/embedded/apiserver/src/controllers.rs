@@ -1,0 +1,208 @@
+//! The in-server controllers a real control plane runs next to the API server: the initial
+//! namespaces, namespace termination (delete the contents, then the namespace), CRD cleanup
+//! (delete the custom resources, then the definition) and each namespace's `default`
+//! ServiceAccount.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, Error};
+use crate::ops::{self, DeleteOpts, FieldValidation, WriteCtx};
+use crate::resources::ResourceDef;
+use crate::server::App;
+use crate::store::object_key;
+
+/// Namespaces that exist from the start.
+pub const INITIAL_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+fn ctx(def: Arc<ResourceDef>, namespace: &str) -> WriteCtx {
+    WriteCtx {
+        version: def.storage_version().to_string(),
+        def,
+        namespace: namespace.to_string(),
+        validation: FieldValidation::Ignore,
+        warnings: Arc::new(Mutex::new(Vec::new())),
+        field_manager: Some("kube-controller-manager".into()),
+        applying: false,
+    }
+}
+
+fn def(app: &App, group: &str, resource: &str) -> Result<Arc<ResourceDef>, ApiError> {
+    app.registry()
+        .lookup(group, "v1", resource)
+        .ok_or_else(|| ApiError::internal(format!("{resource} not registered")))
+}
+
+/// Creates the initial namespaces when missing.
+pub async fn bootstrap(app: &Arc<App>) -> Result<(), Error> {
+    let nsdef = def(app, "", "namespaces")?;
+    for ns in INITIAL_NAMESPACES {
+        if app
+            .store
+            .read()
+            .get(ops::NAMESPACES, &object_key("", ns))
+            .is_some()
+        {
+            continue;
+        }
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        match app
+            .store
+            .write(ops::create(ctx(nsdef.clone(), ""), obj))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the controllers until the store shuts down.
+pub async fn run(app: Arc<App>) {
+    let mut changes = app.store.subscribe();
+    loop {
+        if let Err(e) = reconcile(&app).await {
+            tracing::warn!(error = %e, "controller pass failed");
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        // Let a burst of writes settle into one pass.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Snapshot {
+    terminating: Vec<String>,
+    crds_deleting: Vec<Value>,
+    missing_sa: Vec<String>,
+}
+
+fn snapshot(app: &App) -> Snapshot {
+    let cache = app.store.read();
+    let mut s = Snapshot {
+        terminating: Vec::new(),
+        crds_deleting: Vec::new(),
+        missing_sa: Vec::new(),
+    };
+    if let Some(nss) = cache.objects.get(ops::NAMESPACES) {
+        for o in nss.values() {
+            let Ok(v) = o.value() else { continue };
+            if v.pointer("/metadata/deletionTimestamp").is_some() {
+                s.terminating.push(o.name.clone());
+            } else if cache
+                .get("serviceaccounts", &object_key(&o.name, "default"))
+                .is_none()
+            {
+                s.missing_sa.push(o.name.clone());
+            }
+        }
+    }
+    if let Some(crds) = cache.objects.get(ops::CRDS) {
+        for o in crds.values() {
+            if let Ok(v) = o.value()
+                && v.pointer("/metadata/deletionTimestamp").is_some()
+            {
+                s.crds_deleting.push(v);
+            }
+        }
+    }
+    s
+}
+
+async fn reconcile(app: &Arc<App>) -> Result<(), ApiError> {
+    let snap = snapshot(app);
+    for ns in snap.terminating {
+        let defs: Vec<WriteCtx> = app
+            .registry()
+            .defs
+            .iter()
+            .filter(|d| d.namespaced && d.verbs.contains(&"delete"))
+            .map(|d| ctx(d.clone(), &ns))
+            .collect();
+        let gone = app
+            .store
+            .write(Box::new(move |txn| {
+                let prefix = format!("{ns}/");
+                let mut left = 0usize;
+                for c in &defs {
+                    for key in txn.keys(&c.def.gr(), &prefix) {
+                        let Some(o) = txn.get(&c.def.gr(), &key) else {
+                            continue;
+                        };
+                        ops::delete_one(txn, c, &o.name.clone(), &DeleteOpts::default())?;
+                        if txn.get(&c.def.gr(), &key).is_some() {
+                            left += 1;
+                        }
+                    }
+                }
+                if left == 0 {
+                    txn.delete(ops::NAMESPACES, &object_key("", &ns), &["status.phase"])?;
+                }
+                Ok(json!(left == 0))
+            }))
+            .await?;
+        if gone == json!(true) {
+            tracing::info!("namespace deleted after its contents");
+        }
+    }
+    let mut registry_changed = false;
+    for crd in snap.crds_deleting {
+        let parsed = serde_json::from_value::<
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+        >(crd.clone());
+        let Ok(parsed) = parsed else { continue };
+        let Some(rdef) = crate::resources::from_crd(&parsed) else {
+            continue;
+        };
+        let rdef = Arc::new(rdef);
+        let name = parsed.metadata.name.clone().unwrap_or_default();
+        let removed = app
+            .store
+            .write(Box::new(move |txn| {
+                let gr = rdef.gr();
+                let mut left = 0usize;
+                for key in txn.keys(&gr, "") {
+                    let Some(o) = txn.get(&gr, &key) else {
+                        continue;
+                    };
+                    let c = ctx(rdef.clone(), &o.namespace.clone());
+                    ops::delete_one(txn, &c, &o.name.clone(), &DeleteOpts::default())?;
+                    if txn.get(&gr, &key).is_some() {
+                        left += 1;
+                    }
+                }
+                if left == 0 {
+                    txn.delete(ops::CRDS, &object_key("", &name), &[])?;
+                }
+                Ok(json!(left == 0))
+            }))
+            .await?;
+        registry_changed |= removed == json!(true);
+    }
+    if registry_changed {
+        app.refresh_registry();
+    }
+    if !snap.missing_sa.is_empty() {
+        let sadef = def(app, "", "serviceaccounts")?;
+        for ns in snap.missing_sa {
+            let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+            match app
+                .store
+                .write(ops::create(ctx(sadef.clone(), &ns), obj))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.reason, "AlreadyExists" | "Forbidden" | "NotFound") => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}

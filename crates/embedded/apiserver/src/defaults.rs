@@ -1,0 +1,121 @@
+//! Server defaults of built-in kinds that our components rely on (pure). Only pods get them:
+//! the fields a scheduler and kubelet read without checking for absence.
+
+use serde_json::{Value, json};
+
+fn set_default(obj: &mut Value, key: &str, v: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.entry(key.to_string()).or_insert(v);
+    }
+}
+
+fn image_pull_policy(image: &str) -> &'static str {
+    // `:latest` or no tag pulls always; a tag or digest pulls when missing.
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    match last.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn container(c: &mut Value) {
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    set_default(c, "imagePullPolicy", json!(image_pull_policy(&image)));
+    set_default(c, "resources", json!({}));
+    if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+}
+
+/// Pod defaults and the initial status.
+pub fn pod(obj: &mut Value) {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        return;
+    }
+    let spec = &mut obj["spec"];
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "enableServiceLinks", json!(true));
+    set_default(spec, "priority", json!(0));
+    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    if spec.get("serviceAccountName").is_none() {
+        let sa = spec
+            .get("serviceAccount")
+            .cloned()
+            .unwrap_or(json!("default"));
+        set_default(spec, "serviceAccountName", sa);
+    }
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            cs.iter_mut().for_each(container);
+        }
+    }
+    let qos = qos_class(spec);
+    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+}
+
+fn qos_class(spec: &Value) -> &'static str {
+    let cs: Vec<&Value> = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .map(|v| v.iter().collect())
+        .unwrap_or_default();
+    let mut any = false;
+    let mut guaranteed = !cs.is_empty();
+    for c in &cs {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
+            any = true;
+        }
+        let full = lim.is_some_and(|l| l.contains_key("cpu") && l.contains_key("memory"))
+            && req.is_none_or(|r| r.iter().all(|(k, v)| lim.and_then(|l| l.get(k)) == Some(v)));
+        guaranteed &= full;
+    }
+    if guaranteed {
+        "Guaranteed"
+    } else if any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_defaults_match_the_server() {
+        let mut p = json!({"spec": {"containers": [{"name": "c", "image": "x"}, {"name": "d", "image": "r/y:1.0"}]}});
+        pod(&mut p);
+        assert_eq!(p["spec"]["restartPolicy"], "Always");
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(
+            p["spec"]["containers"][1]["imagePullPolicy"],
+            "IfNotPresent"
+        );
+        assert_eq!(
+            p["status"],
+            json!({"phase": "Pending", "qosClass": "BestEffort"})
+        );
+        let mut g = json!({"spec": {"containers": [{"name": "c", "image": "x",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        pod(&mut g);
+        assert_eq!(g["status"]["qosClass"], "Guaranteed");
+    }
+}

@@ -1,0 +1,199 @@
+//! The cluster CA, the serving certificate and the admin kubeconfig, made at first start.
+//!
+//! `DATA/pki/` holds `ca.crt`/`ca.key`, `apiserver.crt`/`apiserver.key` (for 127.0.0.1,
+//! localhost, ::1 and the in-cluster `kubernetes.default.svc` names) and `admin.crt`/`admin.key`
+//! (CN `admin`, O `system:masters`). They are reused on later starts; the kubeconfig is written on
+//! every start because the port may change.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::Error;
+
+/// Paths of the PKI files under a data directory.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(data_dir: &Path) -> Pki {
+        Pki {
+            dir: data_dir.join("pki"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn complete(&self) -> bool {
+        [
+            "ca.crt",
+            "ca.key",
+            "apiserver.crt",
+            "apiserver.key",
+            "admin.crt",
+            "admin.key",
+        ]
+        .iter()
+        .all(|f| self.path(f).is_file())
+    }
+
+    /// Makes the CA and certificates unless a complete set is already there.
+    pub fn ensure(&self) -> Result<(), Error> {
+        if self.complete() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::io(self.dir.display().to_string(), e))?;
+        let tls = |e: rcgen::Error| Error::Tls(e.to_string());
+        let ca_key = KeyPair::generate().map_err(tls)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "kubevirt-rs-ca");
+        ca_params.distinguished_name = dn;
+        let ca_cert = ca_params.self_signed(&ca_key).map_err(tls)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let server_key = KeyPair::generate().map_err(tls)?;
+        let mut sp = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
+            "kubernetes.default.svc".to_string(),
+            "kubernetes.default.svc.cluster.local".to_string(),
+        ])
+        .map_err(tls)?;
+        for ip in ["127.0.0.1", "::1", "10.96.0.1"] {
+            if let Ok(addr) = ip.parse() {
+                sp.subject_alt_names.push(SanType::IpAddress(addr));
+            }
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "kube-apiserver");
+        sp.distinguished_name = dn;
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = sp.signed_by(&server_key, &issuer).map_err(tls)?;
+
+        let admin_key = KeyPair::generate().map_err(tls)?;
+        let mut ap = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "admin");
+        dn.push(DnType::OrganizationName, "system:masters");
+        ap.distinguished_name = dn;
+        ap.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_cert = ap.signed_by(&admin_key, &issuer).map_err(tls)?;
+
+        for (name, body) in [
+            ("ca.crt", ca_cert.pem()),
+            ("ca.key", issuer.key().serialize_pem()),
+            ("apiserver.crt", server_cert.pem()),
+            ("apiserver.key", server_key.serialize_pem()),
+            ("admin.crt", admin_cert.pem()),
+            ("admin.key", admin_key.serialize_pem()),
+        ] {
+            write_private(&self.path(name), body.as_bytes())?;
+        }
+        tracing::info!(dir = %self.dir.display(), "generated cluster CA and certificates");
+        Ok(())
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>, Error> {
+        let p = self.path(name);
+        std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e))
+    }
+
+    /// The rustls server configuration: our serving certificate, HTTP/2 and HTTP/1.1 by ALPN.
+    /// Client certificates are accepted when offered and not required (users come later).
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, Error> {
+        let tls = |e: &dyn std::fmt::Display| Error::Tls(e.to_string());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(&self.read("apiserver.crt")?)
+                .collect::<Result<_, _>>()
+                .map_err(|e| tls(&e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(&self.read("apiserver.key")?).map_err(|e| tls(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&self.read("ca.crt")?) {
+            roots.add(c.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| tls(&e))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .map_err(|e| tls(&e))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    }
+
+    /// The admin kubeconfig for a server at `server` (e.g. `https://127.0.0.1:6443`).
+    pub fn kubeconfig(&self, server: &str) -> Result<String, Error> {
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubevirt-rs\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: kubevirt-rs\n  context:\n    cluster: kubevirt-rs\n    user: admin\n    namespace: default\ncurrent-context: kubevirt-rs\n",
+            b64(self.read("ca.crt")?),
+            b64(self.read("admin.crt")?),
+            b64(self.read("admin.key")?),
+        ))
+    }
+}
+
+/// Writes a file readable by its owner only, atomically (temp file + rename).
+pub fn write_private(path: &Path, body: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let io = |e| Error::io(path.display().to_string(), e);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(body).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn makes_reusable_pki_and_kubeconfig() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::new(d.path());
+        pki.ensure().expect("pki");
+        let ca = std::fs::read(pki.path("ca.crt")).expect("ca");
+        pki.ensure().expect("again");
+        assert_eq!(std::fs::read(pki.path("ca.crt")).expect("ca"), ca);
+        pki.server_config().expect("server config");
+        let kc = pki.kubeconfig("https://127.0.0.1:1").expect("kubeconfig");
+        assert!(kc.contains("certificate-authority-data"));
+    }
+}
