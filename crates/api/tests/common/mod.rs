@@ -54,24 +54,43 @@ fn leaf(s: &JSONSchemaProps, n: u32) -> Value {
 
 /// Builds the fullest object the schema allows: every property, one item per list, one entry
 /// per map. Covers every node of the schema in one value.
+/// The top level's `metadata`, `apiVersion` and `kind` are left out (the caller sets them).
 pub fn fullest(s: &JSONSchemaProps, n: u32) -> Value {
+    fullest_at(s, n, "", true)
+}
+
+/// Whether a property is one of the object header fields the caller sets at the top level.
+fn is_header(top: bool, key: &str) -> bool {
+    top && matches!(key, "metadata" | "apiVersion" | "kind")
+}
+
+/// What to put in a free-form object: embedded `metadata` is decoded as ObjectMeta, so it gets
+/// a field ObjectMeta has; anything else gets arbitrary content that must be kept as is.
+fn free_form(key: &str) -> Value {
+    if key == "metadata" {
+        json!({ "labels": { "kept": "as-is" } })
+    } else {
+        json!({ "kept": ["as", "is"] })
+    }
+}
+
+fn fullest_at(s: &JSONSchemaProps, n: u32, key: &str, top: bool) -> Value {
     if let Some(props) = s.properties.as_ref().filter(|p| !p.is_empty()) {
         let mut obj = Map::new();
         for (i, (k, v)) in props.iter().enumerate() {
-            if k == "metadata" || k == "apiVersion" || k == "kind" {
-                continue;
+            if !is_header(top, k) {
+                obj.insert(k.clone(), fullest_at(v, n + i as u32, k, false));
             }
-            obj.insert(k.clone(), fullest(v, n + i as u32));
         }
         return Value::Object(obj);
     }
     match s.type_.as_deref() {
-        Some("array") => json!([items(s).map(|i| fullest(i, n)).unwrap_or(json!("x"))]),
+        Some("array") => json!([items(s)
+            .map(|i| fullest_at(i, n, key, false))
+            .unwrap_or(json!("x"))]),
         Some("object") => match map_values(s) {
-            Some(v) => json!({ format!("key{n}"): fullest(v, n) }),
-            None if s.x_kubernetes_preserve_unknown_fields == Some(true) => {
-                json!({ "kept": ["as", "is"] })
-            }
+            Some(v) => json!({ format!("key{n}"): fullest_at(v, n, key, false) }),
+            None if s.x_kubernetes_preserve_unknown_fields == Some(true) => free_form(key),
             None => json!({}),
         },
         _ => leaf(s, n),
@@ -80,17 +99,21 @@ pub fn fullest(s: &JSONSchemaProps, n: u32) -> Value {
 
 /// A strategy for random sparse objects of this schema (required fields always present).
 pub fn sparse(s: &JSONSchemaProps) -> BoxedStrategy<Value> {
+    sparse_at(s, "", true)
+}
+
+fn sparse_at(s: &JSONSchemaProps, key: &str, top: bool) -> BoxedStrategy<Value> {
     if let Some(props) = s.properties.as_ref().filter(|p| !p.is_empty()) {
         let required = s.required.clone().unwrap_or_default();
         let fields: Vec<BoxedStrategy<Option<(String, Value)>>> = props
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "apiVersion" | "kind"))
+            .filter(|(k, _)| !is_header(top, k))
             .map(|(k, v)| {
                 let key = k.clone();
-                let inner = sparse(v).prop_map(move |val| (key.clone(), val));
+                let inner = sparse_at(v, k, false).prop_map(move |val| (key.clone(), val));
                 // `spec` is always sent: our kinds decode it as a required field even where
                 // upstream's schema (presets) leaves it optional.
-                if required.contains(k) || k == "spec" {
+                if required.contains(k) || (top && k == "spec") {
                     inner.prop_map(Some).boxed()
                 } else {
                     proptest::option::weighted(0.25, inner).boxed()
@@ -105,17 +128,19 @@ pub fn sparse(s: &JSONSchemaProps) -> BoxedStrategy<Value> {
     match s.type_.as_deref() {
         Some("array") => {
             let item = items(&s)
-                .map(sparse)
+                .map(|i| sparse_at(i, key, false))
                 .unwrap_or_else(|| Just(json!("x")).boxed());
             proptest::collection::vec(item, 1..3)
                 .prop_map(Value::Array)
                 .boxed()
         }
         Some("object") => match map_values(&s) {
-            Some(v) => proptest::collection::btree_map("[a-z]{1,6}", sparse(v), 1..3)
-                .prop_map(|m| Value::Object(m.into_iter().collect()))
-                .boxed(),
-            None => Just(fullest(&s, 0)).boxed(),
+            Some(v) => {
+                proptest::collection::btree_map("[a-z]{1,6}", sparse_at(v, key, false), 1..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect()))
+                    .boxed()
+            }
+            None => Just(fullest_at(&s, 0, key, false)).boxed(),
         },
         _ => (0u32..1000).prop_map(move |n| leaf(&s, n)).boxed(),
     }
