@@ -669,3 +669,49 @@ pub struct VirtualMachineInstanceBackupVolumeInfo {
     /// The volume's name in the instance's spec.
     pub volume_name: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_and_finds_conditions() {
+        let json = serde_json::json!({
+            "phase": "Running",
+            "nodeName": "node01",
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastProbeTime": null},
+                {"type": "LiveMigratable", "status": "False", "reason": "DisksNotLiveMigratable"}
+            ],
+            "interfaces": [{"name": "default", "ipAddress": "10.244.0.7", "ipAddresses": ["10.244.0.7"]}],
+            "migrationState": {
+                "sourceNode": "node01",
+                "targetState": {"node": "node02", "migrationUID": "u1", "cpuSet": [2, 3], "directMigrationNodePorts": {"49152": 0}},
+                "migrationConfiguration": {"allowPostCopy": true, "experimental": {"compression": "zstd"}}
+            },
+            "VSOCKCID": 3,
+            "runtimeUser": 107
+        });
+        let status: VirtualMachineInstanceStatus = serde_json::from_value(json.clone()).unwrap();
+        let mut expected = json;
+        // An explicit null is read as absent and not written back.
+        expected["conditions"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("lastProbeTime");
+        assert_eq!(serde_json::to_value(&status).unwrap(), expected);
+        assert!(status.condition_is_true(vmi_condition_types::READY));
+        assert!(!status.condition_is_true(vmi_condition_types::LIVE_MIGRATABLE));
+        assert!(status.condition(vmi_condition_types::PAUSED).is_none());
+        assert!(!status.is_final());
+        let target = status
+            .migration_state
+            .as_ref()
+            .unwrap()
+            .target_state
+            .as_ref()
+            .unwrap();
+        assert_eq!(target.common.node.as_deref(), Some("node02"));
+        assert_eq!(target.cpu_set, [2, 3]);
+    }
+}

@@ -439,3 +439,33 @@ pub struct UtilityVolume {
     #[serde(rename = "type")]
     pub type_: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_sources_round_trip_and_are_named() {
+        let json = serde_json::json!([
+            {"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:40"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data", "hotpluggable": true}},
+            {"name": "init", "cloudInitNoCloud": {"userData": "#cloud-config\n", "secretRef": {"name": "s"}}},
+            {"name": "meta", "downwardAPI": {"fields": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {"name": "none"}
+        ]);
+        let volumes: Vec<Volume> = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&volumes).unwrap(), json);
+        let kinds: Vec<_> = volumes.iter().map(Volume::source_kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some("containerDisk"),
+                Some("persistentVolumeClaim"),
+                Some("cloudInitNoCloud"),
+                Some("downwardAPI"),
+                None
+            ]
+        );
+        assert_eq!(VolumeSource::KINDS.len(), 16);
+    }
+}
