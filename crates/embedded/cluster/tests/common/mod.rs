@@ -32,10 +32,16 @@ impl Server {
 
     /// Starts (or restarts) a server on `dir` listening on `listen`.
     pub fn start_in(dir: &Path, listen: &str) -> Server {
+        Server::start_with(dir, listen, &[])
+    }
+
+    /// Like [`Server::start_in`] with extra `virt-cluster apiserver` arguments.
+    pub fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_virt-cluster"))
             .args(["apiserver", "--data-dir"])
             .arg(dir)
             .args(["--listen", listen])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
