@@ -55,31 +55,11 @@ impl NoCloud {
         make_iso(staging.path(), "cidata", path)
     }
 
-    /// Writes the seed as a FAT image labelled `CIDATA`. Populating it loop-mounts the image, so
-    /// this needs root.
+    /// Writes the seed as a FAT12 image labelled `CIDATA` (made here, with long file names; no
+    /// mount or root needed).
     pub fn write_vfat(&self, path: &Path) -> Result<()> {
-        let file =
-            fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        file.set_len(2 << 20)?;
-        drop(file);
-        run(Command::new("busybox")
-            .args(["mkdosfs", "-n", "CIDATA"])
-            .arg(path))
-        .context("busybox mkdosfs (package busybox-static)")?;
-        let mnt = tempfile::tempdir().context("mount point for the vfat seed")?;
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(path)
-            .arg(mnt.path()))
-        .context("loop-mounting the vfat seed (needs root)")?;
-        let copied: Result<()> = self
-            .files()
-            .into_iter()
-            .try_for_each(|(name, content)| Ok(fs::write(mnt.path().join(name), content)?));
-        let unmounted = run(Command::new("umount").arg(mnt.path()));
-        copied?;
-        unmounted?;
-        Ok(())
+        let image = fat12_image("CIDATA", &self.files())?;
+        fs::write(path, image).with_context(|| format!("writing {}", path.display()))
     }
 }
 
@@ -147,6 +127,129 @@ impl ConfigDrive {
         }
         make_iso(staging.path(), "config-2", path)
     }
+}
+
+/// A 1.44 MB FAT12 file system with a volume label and the files in its root directory (each
+/// with a VFAT long name).
+fn fat12_image(label: &str, files: &[(&str, &str)]) -> Result<Vec<u8>> {
+    const SECTOR: usize = 512;
+    const TOTAL_SECTORS: usize = 2880;
+    const FAT_SECTORS: usize = 9;
+    const ROOT_ENTRIES: usize = 224;
+    const ROOT_START: usize = SECTOR * (1 + 2 * FAT_SECTORS);
+    const DATA_START: usize = ROOT_START + ROOT_ENTRIES * 32;
+    let mut img = vec![0u8; SECTOR * TOTAL_SECTORS];
+    let mut label11 = [b' '; 11];
+    for (d, s) in label11.iter_mut().zip(label.bytes()) {
+        *d = s.to_ascii_uppercase();
+    }
+    // Boot sector and BIOS parameter block.
+    img[0..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
+    img[3..11].copy_from_slice(b"KVRSSEED");
+    img[11..13].copy_from_slice(&(SECTOR as u16).to_le_bytes());
+    img[13] = 1; // sectors per cluster
+    img[14..16].copy_from_slice(&1u16.to_le_bytes()); // reserved sectors
+    img[16] = 2; // FATs
+    img[17..19].copy_from_slice(&(ROOT_ENTRIES as u16).to_le_bytes());
+    img[19..21].copy_from_slice(&(TOTAL_SECTORS as u16).to_le_bytes());
+    img[21] = 0xF0; // media
+    img[22..24].copy_from_slice(&(FAT_SECTORS as u16).to_le_bytes());
+    img[24..26].copy_from_slice(&18u16.to_le_bytes()); // sectors per track
+    img[26..28].copy_from_slice(&2u16.to_le_bytes()); // heads
+    img[38] = 0x29; // extended boot signature
+    img[39..43].copy_from_slice(&0x4b56_5253u32.to_le_bytes()); // volume id
+    img[43..54].copy_from_slice(&label11);
+    img[54..62].copy_from_slice(b"FAT12   ");
+    img[510] = 0x55;
+    img[511] = 0xAA;
+
+    let mut fat = vec![0u8; SECTOR * FAT_SECTORS];
+    let mut set_fat = |n: usize, v: u16| {
+        let off = n * 3 / 2;
+        if n % 2 == 0 {
+            fat[off] = (v & 0xFF) as u8;
+            fat[off + 1] = (fat[off + 1] & 0xF0) | ((v >> 8) & 0x0F) as u8;
+        } else {
+            fat[off] = (fat[off] & 0x0F) | ((v & 0x0F) << 4) as u8;
+            fat[off + 1] = (v >> 4) as u8;
+        }
+    };
+    set_fat(0, 0xFF0);
+    set_fat(1, 0xFFF);
+
+    let mut root: Vec<[u8; 32]> = Vec::new();
+    let mut vol = [0u8; 32];
+    vol[..11].copy_from_slice(&label11);
+    vol[11] = 0x08;
+    root.push(vol);
+    let mut next_cluster = 2usize;
+    for (i, (name, content)) in files.iter().enumerate() {
+        let short: [u8; 11] = {
+            let mut s = [b' '; 11];
+            s[..8].copy_from_slice(format!("KVRS{i:04}").as_bytes());
+            s
+        };
+        let sum = short.iter().fold(0u8, |sum, b| {
+            ((sum & 1) << 7).wrapping_add(sum >> 1).wrapping_add(*b)
+        });
+        let mut units: Vec<u16> = name.encode_utf16().collect();
+        units.push(0);
+        while units.len() % 13 != 0 {
+            units.push(0xFFFF);
+        }
+        let parts = units.len() / 13;
+        for part in (0..parts).rev() {
+            let mut e = [0u8; 32];
+            e[0] = (part + 1) as u8 | if part + 1 == parts { 0x40 } else { 0 };
+            e[11] = 0x0F;
+            e[13] = sum;
+            let chunk = &units[part * 13..part * 13 + 13];
+            let offsets = [1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30];
+            for (u, off) in chunk.iter().zip(offsets) {
+                e[off..off + 2].copy_from_slice(&u.to_le_bytes());
+            }
+            root.push(e);
+        }
+        let data = content.as_bytes();
+        let clusters = data.len().div_ceil(SECTOR);
+        let first = if clusters == 0 { 0 } else { next_cluster };
+        if next_cluster + clusters > (TOTAL_SECTORS - DATA_START / SECTOR) + 2 {
+            bail!("the seed's files do not fit in a 1.44 MB FAT image");
+        }
+        for c in 0..clusters {
+            let n = next_cluster + c;
+            set_fat(
+                n,
+                if c + 1 == clusters {
+                    0xFFF
+                } else {
+                    (n + 1) as u16
+                },
+            );
+        }
+        let at = DATA_START + (next_cluster - 2) * SECTOR;
+        img[at..at + data.len()].copy_from_slice(data);
+        next_cluster += clusters;
+        let mut e = [0u8; 32];
+        e[..11].copy_from_slice(&short);
+        e[11] = 0x20; // archive
+        e[16..18].copy_from_slice(&0x21u16.to_le_bytes()); // 1980-01-01
+        e[24..26].copy_from_slice(&0x21u16.to_le_bytes());
+        e[26..28].copy_from_slice(&(first as u16).to_le_bytes());
+        e[28..32].copy_from_slice(&u32::try_from(data.len())?.to_le_bytes());
+        root.push(e);
+    }
+    if root.len() > ROOT_ENTRIES {
+        bail!("too many files for the FAT root directory");
+    }
+    for (i, e) in root.iter().enumerate() {
+        img[ROOT_START + i * 32..ROOT_START + i * 32 + 32].copy_from_slice(e);
+    }
+    for copy in 0..2 {
+        let at = SECTOR * (1 + copy * FAT_SECTORS);
+        img[at..at + fat.len()].copy_from_slice(&fat);
+    }
+    Ok(img)
 }
 
 fn make_iso(dir: &Path, label: &str, out: &Path) -> Result<()> {
