@@ -42,6 +42,10 @@ pub struct ClusterConfig {
     pub max_cpu_sockets: Option<u32>,
     /// A fixed maximum guest memory for hotplug, if configured.
     pub max_guest: Option<String>,
+    /// The volume sources (JSON names, e.g. `containerDisk`) this cluster can provide; `None`
+    /// means every source. Validation refuses the others by name instead of letting the VM fail
+    /// later in its launcher.
+    pub supported_volume_sources: Option<BTreeSet<String>>,
 }
 
 /// Gates upstream turns on unless disabled (Beta or GA); any other gate must be listed.
@@ -86,6 +90,7 @@ impl Default for ClusterConfig {
             max_hotplug_ratio: 4,
             max_cpu_sockets: None,
             max_guest: None,
+            supported_volume_sources: None,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod quantity;
 pub mod schema;
 pub mod structural;
 pub mod v1;
+pub mod validation;
 
 /// The API group of the core KubeVirt kinds.
 pub const GROUP: &str = "kubevirt.io";
