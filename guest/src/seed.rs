@@ -166,7 +166,7 @@ fn fat12_image(label: &str, files: &[(&str, &str)]) -> Result<Vec<u8>> {
     let mut fat = vec![0u8; SECTOR * FAT_SECTORS];
     let mut set_fat = |n: usize, v: u16| {
         let off = n * 3 / 2;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             fat[off] = (v & 0xFF) as u8;
             fat[off + 1] = (fat[off + 1] & 0xF0) | ((v >> 8) & 0x0F) as u8;
         } else {
@@ -194,7 +194,7 @@ fn fat12_image(label: &str, files: &[(&str, &str)]) -> Result<Vec<u8>> {
         });
         let mut units: Vec<u16> = name.encode_utf16().collect();
         units.push(0);
-        while units.len() % 13 != 0 {
+        while !units.len().is_multiple_of(13) {
             units.push(0xFFFF);
         }
         let parts = units.len() / 13;
