@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::CustomResource;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::schema::integer;
 use crate::v1::{
     BlockSize, CPUFeature, ClockOffset, DiskIOThreads, EFI, FeatureAPIC, FeatureHyperv, FeatureKVM,
     FeatureState, GPU, HostDevice, Hugepages, InterfaceMasquerade, LaunchSecurity, NUMA, Realtime,
@@ -27,11 +28,6 @@ pub mod kinds {
     pub const PREFERENCE: &str = "VirtualMachinePreference";
     /// A cluster-wide preference (the default kind of a VM's preference reference).
     pub const CLUSTER_PREFERENCE: &str = "VirtualMachineClusterPreference";
-}
-
-/// An integer without a declared width (upstream's Go `int` fields carry no `format`).
-fn integer(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer" })
 }
 
 /// The resources an instancetype gives a virtual machine.

@@ -19,3 +19,38 @@ pub fn template_metadata(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// An integer without a declared width (upstream's Go `int`/`uint` fields carry no `format`).
+pub fn integer(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "integer" })
+}
+
+/// A floating-point number without a declared width.
+pub fn number(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "number" })
+}
+
+/// A list of integers without a declared width (upstream's Go `[]int`).
+pub fn integer_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "integer" },
+    })
+}
+
+/// A map from names to integers without a declared width (upstream's Go `map[string]int`).
+pub fn integer_map(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": { "type": "integer" },
+    })
+}
+
+/// A map from resource names to quantities (written as `100m`, `2Gi` or plain numbers), without
+/// repeating Kubernetes' long Quantity description at every entry.
+pub fn quantity_map(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": { "x-kubernetes-int-or-string": true },
+    })
+}

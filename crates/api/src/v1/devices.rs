@@ -1,15 +1,11 @@
 //! Devices of a domain (`spec.domain.devices`): disks, interfaces, inputs, watchdog, GPUs, host
 //! devices, filesystems, sound, TPM, video and the autoattach switches.
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::FeatureState;
-
-/// An integer without a declared width (upstream's Go `int`/`uint` fields carry no `format`).
-fn integer(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer" })
-}
+use crate::schema::integer;
 
 /// Known values of a disk target's `bus`.
 pub mod disk_bus {

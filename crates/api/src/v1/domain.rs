@@ -5,23 +5,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Devices, Features};
-
-/// An integer without a declared width (upstream's Go `int` fields carry no `format`).
-fn integer(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer" })
-}
-
-/// A map from resource names to quantities (written as `100m`, `2Gi` or plain numbers).
-fn quantity_map(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "additionalProperties": { "x-kubernetes-int-or-string": true },
-    })
-}
+use crate::schema::{integer, quantity_map};
 
 /// Known values of `spec.domain.ioThreadsPolicy`.
 pub mod io_threads_policy {

@@ -5,20 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::MigrationConfiguration;
-
-/// An integer without a declared width (upstream's Go `int`/`uint` fields carry no `format`).
-fn integer(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer" })
-}
-
-/// A floating-point number without a declared width.
-fn number(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "number" })
-}
+use crate::schema::{integer, integer_map, number};
 
 /// Writes a float the way Go does: whole values without a fractional part (`7`, not `7.0`), so
 /// what was read is written back unchanged.
@@ -28,14 +19,6 @@ fn serialize_float<S: Serializer>(value: &f32, serializer: S) -> Result<S::Ok, S
     } else {
         serializer.serialize_f32(*value)
     }
-}
-
-/// A map from names to integers without a declared width.
-fn integer_map(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "additionalProperties": { "type": "integer" },
-    })
 }
 
 /// Names of the feature gates listed in `developerConfiguration.featureGates` that our code

@@ -6,26 +6,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::VMIMConfigurationOptions;
-
-/// A list of integers without a declared width (upstream's Go `[]int`).
-fn integer_list(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": { "type": "integer" },
-    })
-}
-
-/// A map from names to integers without a declared width (upstream's Go `map[string]int`).
-fn integer_map(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "object",
-        "additionalProperties": { "type": "integer" },
-    })
-}
+use crate::schema::{integer_list, integer_map};
 
 /// Values of `status.migrationMethod`.
 pub mod migration_methods {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::CustomResource;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -12,11 +12,7 @@ use super::{
     VirtualMachineInstanceTemplateSpec,
 };
 use crate::cdi::DataVolumeSpec;
-
-/// An integer without a declared width (upstream's Go `int` fields carry no `format`).
-fn integer(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "integer" })
-}
+use crate::schema::integer;
 
 /// The desired state of a virtual machine: whether it should run, and the instance to run.
 // Printer columns repeat `type_`, which clippy mistakes for duplicated attributes.
