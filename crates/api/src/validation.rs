@@ -276,7 +276,7 @@ pub fn vmi_spec(
     }
     causes.extend(resources(spec, &domain));
     causes.extend(machine_type(spec, &domain, cfg));
-    causes.extend(cpu(spec, base, &domain));
+    causes.extend(cpu(spec, &domain));
     if let Some(s) = spec.start_strategy.as_deref() {
         let f = base.child("startStrategy");
         if s != crate::v1::start_strategies::PAUSED {
@@ -322,26 +322,28 @@ pub fn vmi_spec(
     }
     causes.extend(access_credentials(spec, base));
     if let Some(p) = spec.dns_policy.as_deref().filter(|p| !p.is_empty())
-        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&p) {
-            causes.push(Cause::new(
+        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&p)
+    {
+        causes.push(Cause::new(
                 NotSupported,
                 &base.child("dnsPolicy"),
                 format!("DNSPolicy: {p} is not supported, valid values: [ClusterFirstWithHostNet ClusterFirst Default None ]"),
             ));
-        }
+    }
     let eviction = spec
         .eviction_strategy
         .as_deref()
         .or(cfg.eviction_strategy.as_deref());
     if let Some(e) = eviction
-        && !["LiveMigrate", "LiveMigrateIfPossible", "None", "External"].contains(&e) {
-            let f = base.child("evictionStrategy");
-            causes.push(Cause::new(
-                Invalid,
-                &f,
-                format!("{f} is set with an unrecognized option: {e}"),
-            ));
-        }
+        && !["LiveMigrate", "LiveMigrateIfPossible", "None", "External"].contains(&e)
+    {
+        let f = base.child("evictionStrategy");
+        causes.push(Cause::new(
+            Invalid,
+            &f,
+            format!("{f} is set with an unrecognized option: {e}"),
+        ));
+    }
     if !spec.domain.devices.host_devices.is_empty() && !cfg.gate("HostDevices") {
         causes.push(Cause::new(
             Invalid,
@@ -391,17 +393,18 @@ pub fn vmi_spec(
     }
     for (i, p) in spec.domain.devices.panic_devices.iter().enumerate() {
         if let Some(m) = p.model.as_deref()
-            && !["hyperv", "isa", "pvpanic"].contains(&m) {
-                causes.push(Cause::new(
-                    Invalid,
-                    &domain
-                        .child("devices")
-                        .child("panicDevices")
-                        .index(i)
-                        .child("model"),
-                    format!("invalid PanicDeviceModel({m})"),
-                ));
-            }
+            && !["hyperv", "isa", "pvpanic"].contains(&m)
+        {
+            causes.push(Cause::new(
+                Invalid,
+                &domain
+                    .child("devices")
+                    .child("panicDevices")
+                    .index(i)
+                    .child("model"),
+                format!("invalid PanicDeviceModel({m})"),
+            ));
+        }
     }
     if spec.domain.reboot_policy.is_some() && !cfg.gate("RebootPolicy") {
         causes.push(Cause::new(
@@ -529,17 +532,19 @@ fn resources(spec: &VirtualMachineInstanceSpec, domain: &FieldPath) -> Vec<Cause
         }
     }
     if let (Some((req, rs)), Some((lim, ls))) = (&req_mem, &lim_mem)
-        && !lim.is_zero() && req > lim {
-            let f = rpath.child("requests").child("memory");
-            causes.push(Cause::new(
-                Invalid,
-                &f,
-                format!(
-                    "{f} '{rs}' is greater than {} '{ls}'",
-                    rpath.child("limits").child("memory")
-                ),
-            ));
-        }
+        && !lim.is_zero()
+        && req > lim
+    {
+        let f = rpath.child("requests").child("memory");
+        causes.push(Cause::new(
+            Invalid,
+            &f,
+            format!(
+                "{f} '{rs}' is greater than {} '{ls}'",
+                rpath.child("limits").child("memory")
+            ),
+        ));
+    }
     if let Some(hp) = spec
         .domain
         .memory
@@ -590,9 +595,8 @@ fn resources(spec: &VirtualMachineInstanceSpec, domain: &FieldPath) -> Vec<Cause
         } else {
             &res.limits
         };
-        if let Some((a, s)) = quantity(map, "cpu").filter(|(a, _)| a.is_negative()) {
+        if let Some((_, s)) = quantity(map, "cpu").filter(|(a, _)| a.is_negative()) {
             let f = rpath.child(kind).child("cpu");
-            let _ = a;
             causes.push(Cause::new(
                 Invalid,
                 &f,
@@ -602,17 +606,19 @@ fn resources(spec: &VirtualMachineInstanceSpec, domain: &FieldPath) -> Vec<Cause
     }
     if let (Some((req, rs)), Some((lim, ls))) =
         (quantity(&res.requests, "cpu"), quantity(&res.limits, "cpu"))
-        && !lim.is_zero() && req > lim {
-            let f = rpath.child("requests").child("cpu");
-            causes.push(Cause::new(
-                Invalid,
-                &f,
-                format!(
-                    "{f} '{rs}' is greater than {} '{ls}'",
-                    rpath.child("limits").child("cpu")
-                ),
-            ));
-        }
+        && !lim.is_zero()
+        && req > lim
+    {
+        let f = rpath.child("requests").child("cpu");
+        causes.push(Cause::new(
+            Invalid,
+            &f,
+            format!(
+                "{f} '{rs}' is greater than {} '{ls}'",
+                rpath.child("limits").child("cpu")
+            ),
+        ));
+    }
     causes
 }
 
@@ -662,7 +668,7 @@ fn machine_type(
     )]
 }
 
-fn cpu(spec: &VirtualMachineInstanceSpec, base: &FieldPath, domain: &FieldPath) -> Vec<Cause> {
+fn cpu(spec: &VirtualMachineInstanceSpec, domain: &FieldPath) -> Vec<Cause> {
     let mut causes = Vec::new();
     let Some(cpu) = spec.domain.cpu.as_ref() else {
         return causes;
@@ -724,13 +730,14 @@ fn cpu(spec: &VirtualMachineInstanceSpec, base: &FieldPath, domain: &FieldPath) 
                 format!("either {rq} or {lq} or {} must be provided when DedicatedCPUPlacement is true ", cpath.child("cores")),
             ));
         } else if let (Some((r, _)), Some((l, _))) = (&req, &lim)
-            && r != l {
-                causes.push(Cause::new(
-                    Invalid,
-                    &f,
-                    format!("{rq} or {lq} must be equal when DedicatedCPUPlacement is true "),
-                ));
-            }
+            && r != l
+        {
+            causes.push(Cause::new(
+                Invalid,
+                &f,
+                format!("{rq} or {lq} must be equal when DedicatedCPUPlacement is true "),
+            ));
+        }
         let given = req.as_ref().or(lim.as_ref()).map(|(a, _)| a.ceil_units());
         if topology && given.is_some_and(|g| g != vcpus) {
             causes.push(Cause::new(
@@ -775,13 +782,14 @@ fn cpu(spec: &VirtualMachineInstanceSpec, base: &FieldPath, domain: &FieldPath) 
         }
     }
     if let (Some(max), Some(s)) = (cpu.max_sockets.filter(|m| *m != 0), cpu.sockets)
-        && s > max {
-            causes.push(Cause::new(
-                Invalid,
-                &cpath.child("sockets"),
-                "Number of sockets in CPU topology is greater than the maximum sockets allowed",
-            ));
-        }
+        && s > max
+    {
+        causes.push(Cause::new(
+            Invalid,
+            &cpath.child("sockets"),
+            "Number of sockets in CPU topology is greater than the maximum sockets allowed",
+        ));
+    }
     if cpu.realtime.is_some() {
         if !dedicated {
             let f = cpath.child("dedicatedCpuPlacement");
@@ -811,7 +819,6 @@ fn cpu(spec: &VirtualMachineInstanceSpec, base: &FieldPath, domain: &FieldPath) 
             ));
         }
     }
-    let _ = base;
     causes
 }
 
@@ -947,29 +954,34 @@ pub fn disks(disks: &[Disk], f: &FieldPath) -> Vec<Cause> {
             }
         }
         if let Some(cache) = d.cache.as_deref()
-            && !["none", "writethrough", "writeback"].contains(&cache) {
-                causes.push(Cause::new(
-                    Invalid,
-                    &di.child("cache"),
-                    format!("{di}.cache has invalid value {cache}"),
-                ));
-            }
+            && !["none", "writethrough", "writeback"].contains(&cache)
+        {
+            causes.push(Cause::new(
+                Invalid,
+                &di.child("cache"),
+                format!("{di}.cache has invalid value {cache}"),
+            ));
+        }
         if let Some(io) = d.io.as_deref()
-            && !["native", "threads"].contains(&io) {
-                causes.push(Cause::new(
-                    NotSupported,
-                    &di.child("io"),
-                    format!("Disk IO mode for {f} is not supported. Supported modes are: native, threads."),
-                ));
-            }
+            && !["native", "threads"].contains(&io)
+        {
+            causes.push(Cause::new(
+                NotSupported,
+                &di.child("io"),
+                format!(
+                    "Disk IO mode for {f} is not supported. Supported modes are: native, threads."
+                ),
+            ));
+        }
         if let Some(p) = d.error_policy.as_deref()
-            && !["stop", "ignore", "report", "enospace"].contains(&p) {
-                causes.push(Cause::new(
-                    Invalid,
-                    &di.child("errorPolicy"),
-                    format!("{di}.errorPolicy has invalid value \"{p}\""),
-                ));
-            }
+            && !["stop", "ignore", "report", "enospace"].contains(&p)
+        {
+            causes.push(Cause::new(
+                Invalid,
+                &di.child("errorPolicy"),
+                format!("{di}.errorPolicy has invalid value \"{p}\""),
+            ));
+        }
         for msg in dns_label(&d.name) {
             causes.push(Cause::new(Invalid, &di.child("name"), msg));
         }
@@ -1087,14 +1099,15 @@ fn boot_order_and_disk_volumes(
             }
         }
         if let Some(order) = d.boot_order.filter(|o| *o > 0)
-            && !orders.insert(order) {
-                let bf = di.child("bootOrder");
-                causes.push(Cause::new(
-                    Invalid,
-                    &bf,
-                    format!("Boot order for {bf} already set for a different device."),
-                ));
-            }
+            && !orders.insert(order)
+        {
+            let bf = di.child("bootOrder");
+            causes.push(Cause::new(
+                Invalid,
+                &bf,
+                format!("Boot order for {bf} already set for a different device."),
+            ));
+        }
     }
     let ifaces = domain.child("devices").child("interfaces");
     for (i, iface) in spec.domain.devices.interfaces.iter().enumerate() {
@@ -1221,21 +1234,23 @@ fn architecture(spec: &VirtualMachineInstanceSpec, base: &FieldPath) -> Vec<Caus
     let dpath = base.child("domain").child("devices");
     if arch == "amd64" {
         if let Some(w) = devices.watchdog.as_ref()
-            && w.watchdog_device.i6300esb.is_none() {
-                causes.push(Cause::new(
-                    NotSupported,
-                    &dpath.child("watchdog"),
-                    "amd64 only supports I6300ESB watchdog device",
-                ));
-            }
+            && w.watchdog_device.i6300esb.is_none()
+        {
+            causes.push(Cause::new(
+                NotSupported,
+                &dpath.child("watchdog"),
+                "amd64 only supports I6300ESB watchdog device",
+            ));
+        }
         if let Some(t) = devices.video.as_ref().and_then(|v| v.type_.as_deref())
-            && !["vga", "cirrus", "virtio", "ramfb", "bochs"].contains(&t) {
-                causes.push(Cause::new(
-                    NotSupported,
-                    &dpath.child("video").child("type"),
-                    format!("video model '{t}' is not supported on amd64 architecture"),
-                ));
-            }
+            && !["vga", "cirrus", "virtio", "ramfb", "bochs"].contains(&t)
+        {
+            causes.push(Cause::new(
+                NotSupported,
+                &dpath.child("video").child("type"),
+                format!("video model '{t}' is not supported on amd64 architecture"),
+            ));
+        }
     }
     causes
 }
@@ -1511,16 +1526,17 @@ fn networks(
     for (i, iface) in ifaces.iter().enumerate() {
         let fi = ipath.index(i);
         if let Some(state) = iface.state.as_deref().filter(|s| !s.is_empty())
-            && !["absent", "down", "up"].contains(&state) {
-                causes.push(Cause::new(
-                    Invalid,
-                    &fi.child("state"),
-                    format!(
-                        "logical {} interface state value is unsupported: {state}",
-                        iface.name
-                    ),
-                ));
-            }
+            && !["absent", "down", "up"].contains(&state)
+        {
+            causes.push(Cause::new(
+                Invalid,
+                &fi.child("state"),
+                format!(
+                    "logical {} interface state value is unsupported: {state}",
+                    iface.name
+                ),
+            ));
+        }
         if binding_count(iface) != 1 {
             causes.push(Cause::new(
                 Invalid,
@@ -1674,13 +1690,13 @@ fn interface_fields(
             "e1000", "e1000e", "igb", "ne2k_pci", "pcnet", "rtl8139", "virtio",
         ]
         .contains(&m)
-        {
-            causes.push(Cause::new(
-                NotSupported,
-                &fi.child("model"),
-                format!("interface {name} uses model {m} that is not supported."),
-            ));
-        }
+    {
+        causes.push(Cause::new(
+            NotSupported,
+            &fi.child("model"),
+            format!("interface {name} uses model {m} that is not supported."),
+        ));
+    }
     if let Some(mac) = iface.mac_address.as_deref() {
         match mac_len(mac) {
             None => causes.push(Cause::new(
@@ -1697,13 +1713,14 @@ fn interface_fields(
         }
     }
     if let Some(pci) = iface.pci_address.as_deref()
-        && !valid_pci_address(pci) {
-            causes.push(Cause::new(
-                Invalid,
-                &fi.child("pciAddress"),
-                format!("interface {name} has malformed PCI address ({pci})."),
-            ));
-        }
+        && !valid_pci_address(pci)
+    {
+        causes.push(Cause::new(
+            Invalid,
+            &fi.child("pciAddress"),
+            format!("interface {name} has malformed PCI address ({pci})."),
+        ));
+    }
     if on_pod {
         let mut names = BTreeSet::new();
         for (j, port) in iface.ports.iter().enumerate() {
@@ -1807,16 +1824,23 @@ fn decoded_len(s: &str) -> usize {
     body * 3 / 4
 }
 
-fn cloud_init(
-    d: &FieldPath,
-    user: [(bool, usize); 3],
-    network: [(bool, usize); 3],
-    base64s: [(Option<&str>, &str); 2],
-) -> Vec<Cause> {
+/// The user and network data of a NoCloud or ConfigDrive source (the two carry the same fields).
+struct CloudInitData<'a> {
+    user: &'a Option<String>,
+    user_base64: &'a Option<String>,
+    user_secret: bool,
+    network: &'a Option<String>,
+    network_base64: &'a Option<String>,
+    network_secret: bool,
+}
+
+fn cloud_init(d: &FieldPath, data: CloudInitData<'_>) -> Vec<Cause> {
     let mut causes = Vec::new();
-    for (value, name) in base64s {
-        if let Some(v) = value.filter(|v| !is_base64(v)) {
-            let _ = v;
+    for (value, name) in [
+        (data.user_base64, "userDataBase64"),
+        (data.network_base64, "networkDataBase64"),
+    ] {
+        if value.as_deref().is_some_and(|v| !is_base64(v)) {
             let f = d.child(name);
             causes.push(Cause::new(
                 Invalid,
@@ -1825,43 +1849,50 @@ fn cloud_init(
             ));
         }
     }
-    let users = user.iter().filter(|(set, _)| *set).count();
-    let nets = network.iter().filter(|(set, _)| *set).count();
-    if users > 1 {
-        causes.push(Cause::new(
-            Invalid,
-            d,
-            format!("{d} must have only one userdatasource set."),
-        ));
+    // (set, size in bytes) of each way to give the data; a Secret's size is not ours to check.
+    let sized = |plain: &Option<String>, b64: &Option<String>, secret: bool| {
+        [
+            (plain.is_some(), plain.as_ref().map_or(0, String::len)),
+            (b64.is_some(), b64.as_deref().map_or(0, decoded_len)),
+            (secret, 0),
+        ]
+    };
+    for (sources, what, secret_ref) in [
+        (
+            sized(data.user, data.user_base64, data.user_secret),
+            "userdata",
+            "UserDataSecretRef",
+        ),
+        (
+            sized(data.network, data.network_base64, data.network_secret),
+            "networkdata",
+            "NetworkDataSecretRef",
+        ),
+    ] {
+        let set = sources.iter().filter(|(set, _)| *set).count();
+        if set > 1 {
+            let msg = if what == "userdata" {
+                format!("{d} must have only one userdatasource set.")
+            } else {
+                format!("{d} must have only one networkdata source set.")
+            };
+            causes.push(Cause::new(Invalid, d, msg));
+        }
+        if sources
+            .iter()
+            .any(|(set, len)| *set && *len > CLOUD_INIT_INLINE_LIMIT)
+        {
+            causes.push(Cause::new(
+                Invalid,
+                d,
+                format!("{d} {what} exceeds {CLOUD_INIT_INLINE_LIMIT} byte limit. Should use {secret_ref} for larger data."),
+            ));
+        }
     }
-    if user
-        .iter()
-        .any(|(set, len)| *set && *len > CLOUD_INIT_INLINE_LIMIT)
-    {
-        causes.push(Cause::new(
-            Invalid,
-            d,
-            format!("{d} userdata exceeds {CLOUD_INIT_INLINE_LIMIT} byte limit. Should use UserDataSecretRef for larger data."),
-        ));
-    }
-    if nets > 1 {
-        causes.push(Cause::new(
-            Invalid,
-            d,
-            format!("{d} must have only one networkdata source set."),
-        ));
-    }
-    if network
-        .iter()
-        .any(|(set, len)| *set && *len > CLOUD_INIT_INLINE_LIMIT)
-    {
-        causes.push(Cause::new(
-            Invalid,
-            d,
-            format!("{d} networkdata exceeds {CLOUD_INIT_INLINE_LIMIT} byte limit. Should use NetworkDataSecretRef for larger data."),
-        ));
-    }
-    if users == 0 && nets == 0 {
+    let any_user = data.user.is_some() || data.user_base64.is_some() || data.user_secret;
+    let any_network =
+        data.network.is_some() || data.network_base64.is_some() || data.network_secret;
+    if !any_user && !any_network {
         causes.push(Cause::new(
             Invalid,
             d,
@@ -1907,51 +1938,29 @@ fn volumes(spec: &VirtualMachineInstanceSpec, base: &FieldPath, cfg: &ClusterCon
             causes.extend(supported_source(v, kind, &vi, cfg));
         }
         if let Some(c) = s.cloud_init_no_cloud.as_ref() {
-            let len = |x: &Option<String>| x.as_ref().map(String::len).unwrap_or(0);
-            let len64 = |x: &Option<String>| x.as_deref().map(decoded_len).unwrap_or(0);
             causes.extend(cloud_init(
                 &vi.child("cloudInitNoCloud"),
-                [
-                    (c.user_data.is_some(), len(&c.user_data)),
-                    (c.user_data_base64.is_some(), len64(&c.user_data_base64)),
-                    (c.user_data_secret_ref.is_some(), 0),
-                ],
-                [
-                    (c.network_data.is_some(), len(&c.network_data)),
-                    (
-                        c.network_data_base64.is_some(),
-                        len64(&c.network_data_base64),
-                    ),
-                    (c.network_data_secret_ref.is_some(), 0),
-                ],
-                [
-                    (c.user_data_base64.as_deref(), "userDataBase64"),
-                    (c.network_data_base64.as_deref(), "networkDataBase64"),
-                ],
+                CloudInitData {
+                    user: &c.user_data,
+                    user_base64: &c.user_data_base64,
+                    user_secret: c.user_data_secret_ref.is_some(),
+                    network: &c.network_data,
+                    network_base64: &c.network_data_base64,
+                    network_secret: c.network_data_secret_ref.is_some(),
+                },
             ));
         }
         if let Some(c) = s.cloud_init_config_drive.as_ref() {
-            let len = |x: &Option<String>| x.as_ref().map(String::len).unwrap_or(0);
-            let len64 = |x: &Option<String>| x.as_deref().map(decoded_len).unwrap_or(0);
             causes.extend(cloud_init(
                 &vi.child("cloudInitConfigDrive"),
-                [
-                    (c.user_data.is_some(), len(&c.user_data)),
-                    (c.user_data_base64.is_some(), len64(&c.user_data_base64)),
-                    (c.user_data_secret_ref.is_some(), 0),
-                ],
-                [
-                    (c.network_data.is_some(), len(&c.network_data)),
-                    (
-                        c.network_data_base64.is_some(),
-                        len64(&c.network_data_base64),
-                    ),
-                    (c.network_data_secret_ref.is_some(), 0),
-                ],
-                [
-                    (c.user_data_base64.as_deref(), "userDataBase64"),
-                    (c.network_data_base64.as_deref(), "networkDataBase64"),
-                ],
+                CloudInitData {
+                    user: &c.user_data,
+                    user_base64: &c.user_data_base64,
+                    user_secret: c.user_data_secret_ref.is_some(),
+                    network: &c.network_data,
+                    network_base64: &c.network_data_base64,
+                    network_secret: c.network_data_secret_ref.is_some(),
+                },
             ));
         }
         if s.downward_metrics.is_some() {
@@ -1994,15 +2003,17 @@ fn volumes(spec: &VirtualMachineInstanceSpec, base: &FieldPath, cfg: &ClusterCon
             }
         }
         if let Some(c) = s.config_map.as_ref()
-            && c.name.as_deref().unwrap_or("").is_empty() {
-                let f = vi.child("configMap").child("name");
-                causes.push(Cause::new(Invalid, &f, format!("{f} is a required field")));
-            }
+            && c.name.as_deref().unwrap_or("").is_empty()
+        {
+            let f = vi.child("configMap").child("name");
+            causes.push(Cause::new(Invalid, &f, format!("{f} is a required field")));
+        }
         if let Some(c) = s.secret.as_ref()
-            && c.secret_name.as_deref().unwrap_or("").is_empty() {
-                let f = vi.child("secret").child("secretName");
-                causes.push(Cause::new(Invalid, &f, format!("{f} is a required field")));
-            }
+            && c.secret_name.as_deref().unwrap_or("").is_empty()
+        {
+            let f = vi.child("secret").child("secretName");
+            causes.push(Cause::new(Invalid, &f, format!("{f} is a required field")));
+        }
         if let Some(c) = s.service_account.as_ref() {
             service_accounts += 1;
             if c.service_account_name.as_deref().unwrap_or("").is_empty() {

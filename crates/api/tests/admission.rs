@@ -338,3 +338,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn cloud_init_data_is_checked() {
+    let mut vm = seed_vm("v1-testvm.yaml");
+    let spec = vm.spec.template.spec.as_mut().expect("template");
+    spec.volumes[1] = serde_json::from_value(serde_json::json!({
+        "name": "cloudinitdisk",
+        "cloudInitNoCloud": {"userData": "#cloud-config", "userDataBase64": "not base64!"}
+    }))
+    .expect("a volume");
+    let causes = validation::vm(&vm, &ClusterConfig::default()).expect("defaults");
+    let messages: Vec<&str> = causes.iter().map(|c| c.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "spec.template.spec.volumes[1].cloudInitNoCloud.userDataBase64 is not a valid base64 value.",
+            "spec.template.spec.volumes[1].cloudInitNoCloud must have only one userdatasource set."
+        ]
+    );
+}
