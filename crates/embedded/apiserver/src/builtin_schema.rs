@@ -3,7 +3,7 @@
 //! `kubectl explain` and `kubectl apply` work on built-ins) and unknown-field detection.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use schemars::JsonSchema;
@@ -110,9 +110,10 @@ fn inline(v: &Value, defs: &Map<String, Value>, seen: &mut HashSet<String>, dept
     }
 }
 
-fn all() -> &'static BTreeMap<(&'static str, &'static str), JSONSchemaProps> {
-    static CELL: OnceLock<BTreeMap<(&'static str, &'static str), JSONSchemaProps>> =
-        OnceLock::new();
+type Schemas = BTreeMap<(&'static str, &'static str), Arc<JSONSchemaProps>>;
+
+fn all() -> &'static Schemas {
+    static CELL: OnceLock<Schemas> = OnceLock::new();
     CELL.get_or_init(|| {
         use k8s_openapi::api::{
             admissionregistration::v1 as adm, apps::v1 as apps, coordination::v1 as coord,
@@ -123,7 +124,7 @@ fn all() -> &'static BTreeMap<(&'static str, &'static str), JSONSchemaProps> {
         let mut m = BTreeMap::new();
         let mut add = |g: &'static str, k: &'static str, s: Option<JSONSchemaProps>| {
             if let Some(s) = s {
-                m.insert((g, k), s);
+                m.insert((g, k), Arc::new(s));
             }
         };
         add("", "Namespace", gen_schema::<core::Namespace>());
@@ -208,8 +209,8 @@ pub fn object_meta() -> Option<&'static JSONSchemaProps> {
         .as_ref()
 }
 
-/// The schema of a built-in kind, if we have its type.
-pub fn schema_for(group: &str, kind: &str) -> Option<JSONSchemaProps> {
+/// The schema of a built-in kind, if we have its type (shared: made once per process).
+pub fn schema_for(group: &str, kind: &str) -> Option<Arc<JSONSchemaProps>> {
     all()
         .iter()
         .find(|((g, k), _)| *g == group && *k == kind)

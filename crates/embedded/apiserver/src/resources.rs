@@ -364,7 +364,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             group: x.group.to_string(),
             versions: vec![VersionDef {
                 name: x.version.to_string(),
-                schema: crate::builtin_schema::schema_for(x.group, x.kind).map(Arc::new),
+                schema: crate::builtin_schema::schema_for(x.group, x.kind),
                 columns: Vec::new(),
                 deprecation_warning: None,
             }],

@@ -336,7 +336,11 @@ impl Store {
     ) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
         let path = dir.join("store.redb");
-        let db = redb::Database::create(&path)?;
+        // Every object is also held in memory (the cache below) and the file is only read at
+        // start-up, so redb's page cache only needs to serve commits: keep it small.
+        let db = redb::Builder::new()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(&path)?;
         let mut cache = Cache {
             window_capacity: window_capacity.max(1),
             ..Default::default()

@@ -143,7 +143,10 @@ fn camel(snake: &str) -> String {
 
 /// The JSON name of a protobuf field: the schema's property with the same letters, else the
 /// camel-cased field name (`pod_i_ps` and `host_ip` map to `podIPs` and `hostIP`).
-fn json_name(schema: Option<&JSONSchemaProps>, field: &str) -> (String, Option<JSONSchemaProps>) {
+fn json_name<'s>(
+    schema: Option<&'s JSONSchemaProps>,
+    field: &str,
+) -> (String, Option<&'s JSONSchemaProps>) {
     let want: String = field
         .chars()
         .filter(|c| *c != '_')
@@ -152,23 +155,23 @@ fn json_name(schema: Option<&JSONSchemaProps>, field: &str) -> (String, Option<J
     if let Some(props) = schema.and_then(|s| s.properties.as_ref()) {
         for (k, v) in props {
             if k.to_lowercase() == want {
-                return (k.clone(), Some(v.clone()));
+                return (k.clone(), Some(v));
             }
         }
     }
     (camel(field), None)
 }
 
-fn item_schema(s: Option<&JSONSchemaProps>) -> Option<JSONSchemaProps> {
+fn item_schema(s: Option<&JSONSchemaProps>) -> Option<&JSONSchemaProps> {
     match s?.items.as_ref()? {
-        JSONSchemaPropsOrArray::Schema(x) => Some((**x).clone()),
-        JSONSchemaPropsOrArray::Schemas(v) => v.first().cloned(),
+        JSONSchemaPropsOrArray::Schema(x) => Some(x),
+        JSONSchemaPropsOrArray::Schemas(v) => v.first(),
     }
 }
 
-fn map_value_schema(s: Option<&JSONSchemaProps>) -> Option<JSONSchemaProps> {
+fn map_value_schema(s: Option<&JSONSchemaProps>) -> Option<&JSONSchemaProps> {
     match s?.additional_properties.as_ref()? {
-        JSONSchemaPropsOrBool::Schema(x) => Some((**x).clone()),
+        JSONSchemaPropsOrBool::Schema(x) => Some(x),
         JSONSchemaPropsOrBool::Bool(_) => None,
     }
 }
@@ -273,12 +276,12 @@ fn message(ty: &str, b: &[u8], schema: Option<&JSONSchemaProps>) -> Result<Value
                 return Err(format!("map field {} is not length-delimited", f.name));
             };
             let (mut key, mut val) = (String::new(), Value::Null);
-            let vschema = map_value_schema(sub.as_ref());
+            let vschema = map_value_schema(sub);
             for (etag, eraw) in fields(entry)? {
                 match (etag, &eraw) {
                     (1, Raw::Bytes(k)) => key = text(k)?,
                     (2, Raw::Bytes(x)) if value_kind == "message" => {
-                        val = message(&f.reference, x, vschema.as_ref())?;
+                        val = message(&f.reference, x, vschema)?;
                     }
                     (2, _) => val = scalar(value_kind, &eraw)?,
                     _ => {}
@@ -299,12 +302,8 @@ fn message(ty: &str, b: &[u8], schema: Option<&JSONSchemaProps>) -> Result<Value
             let Raw::Bytes(x) = raw else {
                 return Err(format!("message field {} is not length-delimited", f.name));
             };
-            let s = if f.repeated {
-                item_schema(sub.as_ref())
-            } else {
-                sub.clone()
-            };
-            message(&f.reference, x, s.as_ref())?
+            let s = if f.repeated { item_schema(sub) } else { sub };
+            message(&f.reference, x, s)?
         } else if let (true, Raw::Bytes(x), false) = (
             f.repeated,
             &raw,
@@ -353,7 +352,7 @@ fn package(api_version: &str) -> String {
 /// `schema_for(apiVersion, kind)` supplies the JSON schema that names the fields.
 pub fn to_json(
     body: &[u8],
-    schema_for: impl Fn(&str, &str) -> Option<JSONSchemaProps>,
+    schema_for: impl Fn(&str, &str) -> Option<std::sync::Arc<JSONSchemaProps>>,
 ) -> Result<Value, String> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
         return Err("protobuf body without the k8s envelope".into());
@@ -379,7 +378,7 @@ pub fn to_json(
     }
     let ty = format!("{}.{kind}", package(&api_version));
     let schema = schema_for(&api_version, &kind);
-    let mut v = message(&ty, raw, schema.as_ref())?;
+    let mut v = message(&ty, raw, schema.as_deref())?;
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(api_version));
         m.insert("kind".into(), json!(kind));
@@ -437,9 +436,9 @@ mod tests {
     #[test]
     fn names_follow_the_schema() {
         let s = crate::builtin_schema::schema_for("", "Pod").expect("pod");
-        let status = s.properties.as_ref().and_then(|p| p.get("status")).cloned();
-        assert_eq!(json_name(status.as_ref(), "host_ip").0, "hostIP");
-        assert_eq!(json_name(status.as_ref(), "pod_i_ps").0, "podIPs");
+        let status = s.properties.as_ref().and_then(|p| p.get("status"));
+        assert_eq!(json_name(status, "host_ip").0, "hostIP");
+        assert_eq!(json_name(status, "pod_i_ps").0, "podIPs");
         assert_eq!(camel("generate_name"), "generateName");
     }
 }
