@@ -60,9 +60,10 @@ pub fn vmi_spec(
     default_topology(spec);
     for volume in &mut spec.volumes {
         if let Some(cd) = volume.volume_source.container_disk.as_mut()
-            && cd.image_pull_policy.as_deref().unwrap_or("").is_empty() {
-                cd.image_pull_policy = Some(default_pull_policy(&cd.image).to_string());
-            }
+            && cd.image_pull_policy.as_deref().unwrap_or("").is_empty()
+        {
+            cd.image_pull_policy = Some(default_pull_policy(&cd.image).to_string());
+        }
     }
     if spec.eviction_strategy.is_none() {
         spec.eviction_strategy = cfg.eviction_strategy.clone();
@@ -87,18 +88,21 @@ fn default_cpu_request(spec: &mut VirtualMachineInstanceSpec, cfg: &ClusterConfi
         == Some(true);
     let res = spec.domain.resources.get_or_insert_with(Default::default);
     if !res.requests.contains_key("cpu")
-        && let Some(limit) = res.limits.get("cpu").cloned() {
-            res.requests.insert("cpu".into(), limit);
-        }
+        && let Some(limit) = res.limits.get("cpu").cloned()
+    {
+        res.requests.insert("cpu".into(), limit);
+    }
     // Upstream treats a configured request of 100m as "leave the request alone".
     let configured = cfg
         .cpu_request
         .as_deref()
         .filter(|r| Amount::parse(r).ok() != Amount::parse("100m").ok());
     if let Some(req) = configured
-        && !res.requests.contains_key("cpu") && !dedicated {
-            res.requests.insert("cpu".into(), Quantity(req.to_string()));
-        }
+        && !res.requests.contains_key("cpu")
+        && !dedicated
+    {
+        res.requests.insert("cpu".into(), Quantity(req.to_string()));
+    }
     if res == &Default::default() {
         spec.domain.resources = None;
     }
@@ -133,9 +137,10 @@ fn default_guest_memory(spec: &mut VirtualMachineInstanceSpec) {
 fn default_topology(spec: &mut VirtualMachineInstanceSpec) {
     let unset = |v: Option<i32>| v.unwrap_or(0) == 0;
     if let Some(cpu) = spec.domain.cpu.as_ref()
-        && !(unset(cpu.cores) && unset(cpu.sockets) && unset(cpu.threads)) {
-            return;
-        }
+        && !(unset(cpu.cores) && unset(cpu.sockets) && unset(cpu.threads))
+    {
+        return;
+    }
     let vcpus = resources_get(spec, false, "cpu")
         .or_else(|| resources_get(spec, true, "cpu"))
         .map(|a| a.ceil_units().clamp(1, i128::from(i32::MAX)) as i32)
@@ -252,14 +257,15 @@ pub fn vmi(
         .memory
         .as_ref()
         .and_then(|m| m.guest.clone())
-        && status.memory.is_none() {
-            status.memory = Some(MemoryStatus {
-                guest_at_boot: Some(guest.clone()),
-                guest_current: Some(guest.clone()),
-                guest_requested: Some(guest),
-                ..Default::default()
-            });
-        }
+        && status.memory.is_none()
+    {
+        status.memory = Some(MemoryStatus {
+            guest_at_boot: Some(guest.clone()),
+            guest_current: Some(guest.clone()),
+            guest_requested: Some(guest),
+            ..Default::default()
+        });
+    }
     if let (Some(cpu), None) = (
         vmi.spec.domain.cpu.as_ref(),
         status.current_cpu_topology.as_ref(),
@@ -348,25 +354,27 @@ fn device_and_feature_defaults(
             v.enabled.get_or_insert(true);
         }
         if let Some(s) = h.spinlocks.as_mut()
-            && s.enabled.get_or_insert(true) == &true {
-                s.spinlocks.get_or_insert(4096);
-            }
+            && s.enabled.get_or_insert(true) == &true
+        {
+            s.spinlocks.get_or_insert(4096);
+        }
     }
     if let Some(clock) = domain.clock.as_mut()
-        && let Some(t) = clock.timer.as_mut() {
-            for present in [
-                t.hpet.as_mut().map(|x| &mut x.present),
-                t.kvm.as_mut().map(|x| &mut x.present),
-                t.pit.as_mut().map(|x| &mut x.present),
-                t.rtc.as_mut().map(|x| &mut x.present),
-                t.hyperv.as_mut().map(|x| &mut x.present),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                present.get_or_insert(true);
-            }
+        && let Some(t) = clock.timer.as_mut()
+    {
+        for present in [
+            t.hpet.as_mut().map(|x| &mut x.present),
+            t.kvm.as_mut().map(|x| &mut x.present),
+            t.pit.as_mut().map(|x| &mut x.present),
+            t.rtc.as_mut().map(|x| &mut x.present),
+            t.hyperv.as_mut().map(|x| &mut x.present),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            present.get_or_insert(true);
         }
+    }
     let bus = if arch == "amd64" || arch.is_empty() {
         "sata"
     } else {
@@ -465,19 +473,20 @@ fn default_probe(p: &mut Probe) {
 fn hotplug_headroom(spec: &mut VirtualMachineInstanceSpec, cfg: &ClusterConfig) {
     let ratio = i64::from(cfg.max_hotplug_ratio);
     if let Some(cpu) = spec.domain.cpu.as_mut()
-        && cpu.max_sockets.unwrap_or(0) == 0 {
-            let sockets = i64::from(cpu.sockets.unwrap_or(1).max(1));
-            let per_socket = i64::from(cpu.cores.unwrap_or(1).max(1))
-                * i64::from(cpu.threads.unwrap_or(1).max(1));
-            let max = match cfg.max_cpu_sockets {
-                Some(m) => i64::from(m).max(sockets),
-                None if sockets * ratio * per_socket > MAX_HOTPLUG_VCPUS => {
-                    (MAX_HOTPLUG_VCPUS / per_socket).max(sockets)
-                }
-                None => sockets * ratio,
-            };
-            cpu.max_sockets = i32::try_from(max).ok();
-        }
+        && cpu.max_sockets.unwrap_or(0) == 0
+    {
+        let sockets = i64::from(cpu.sockets.unwrap_or(1).max(1));
+        let per_socket =
+            i64::from(cpu.cores.unwrap_or(1).max(1)) * i64::from(cpu.threads.unwrap_or(1).max(1));
+        let max = match cfg.max_cpu_sockets {
+            Some(m) => i64::from(m).max(sockets),
+            None if sockets * ratio * per_socket > MAX_HOTPLUG_VCPUS => {
+                (MAX_HOTPLUG_VCPUS / per_socket).max(sockets)
+            }
+            None => sockets * ratio,
+        };
+        cpu.max_sockets = i32::try_from(max).ok();
+    }
     let memory_ok = memory_hotplug_allowed(spec);
     let Some(memory) = spec.domain.memory.as_mut() else {
         return;
