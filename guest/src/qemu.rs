@@ -32,8 +32,8 @@ pub enum Boot {
     },
 }
 
-/// A virtio NIC on QEMU user-mode networking (slirp, `restrict=on`: the guest reaches nothing
-/// outside; slirp serves it DHCP).
+/// A virtio NIC on QEMU user-mode networking (slirp with `restrict=on`: the guest reaches nothing
+/// outside; slirp's DHCP gives it an address, but no router or DNS).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Nic {
     /// The MAC address (QEMU picks one if unset).
@@ -562,7 +562,8 @@ impl Vm {
         }
     }
 
-    /// Runs a command over SSH as `user`, retrying until it succeeds or `timeout` passes.
+    /// Runs a command over SSH as `user` (retrying while the SSH connection or login fails, for at
+    /// most `timeout`); its stdout, or an error if it exits non-zero.
     pub fn ssh(
         &self,
         key: &SshKey,

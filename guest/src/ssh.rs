@@ -73,7 +73,9 @@ pub fn ssh(port: u16, key: &SshKey, user: &str, command: &str) -> Result<Output>
         .context("running ssh (package openssh-client)")
 }
 
-/// [`ssh`] until it exits 0 (the guest's SSH server may not listen yet), at most `timeout`.
+/// [`ssh`], retried while ssh itself fails (exit status 255: the guest's SSH server not listening
+/// yet, or the key not installed yet) for at most `timeout`. The output if the command exits 0,
+/// else an error with what it printed.
 pub fn ssh_until_ok(
     port: u16,
     key: &SshKey,
@@ -87,10 +89,11 @@ pub fn ssh_until_ok(
         if out.status.success() {
             return Ok(out);
         }
-        if Instant::now() >= deadline {
+        if out.status.code() != Some(255) || Instant::now() >= deadline {
             bail!(
-                "ssh {user}@127.0.0.1:{port} {command:?} kept failing ({}): {}",
+                "ssh {user}@127.0.0.1:{port} {command:?} failed ({}):\n{}{}",
                 out.status,
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }

@@ -42,6 +42,8 @@ fn nocloud_vfat_users_write_files_bootcmd_network_v2() -> Result<()> {
         \x20       macaddress: '52:54:00:00:78:10'\n\
         \x20     set-name: data0\n\
         \x20     addresses: [192.168.78.10/24]\n\
+        \x20     nameservers:\n\
+        \x20       addresses: [192.168.78.53]\n\
         \x20     routes:\n\
         \x20       - to: 10.78.0.0/16\n\
         \x20         via: 192.168.78.1\n";
@@ -63,7 +65,8 @@ fn nocloud_vfat_users_write_files_bootcmd_network_v2() -> Result<()> {
         &alice,
         "alice",
         "id -un; hostname; cat /etc/kvrs-test/b64; stat -c '%a %U' /etc/kvrs-test/hello.txt; \
-         cat /run/bootcmd-ran; ip -o -4 addr show dev data0 | awk '{ print $4 }'; ip route show 10.78.0.0/16",
+         cat /run/bootcmd-ran; ip -o -4 addr show dev data0 | awk '{ print $4 }'; ip route show 10.78.0.0/16; \
+         grep -c '^nameserver 192.168.78.53$' /etc/resolv.conf",
         SSH_TIMEOUT,
     )?;
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
@@ -76,7 +79,8 @@ fn nocloud_vfat_users_write_files_bootcmd_network_v2() -> Result<()> {
             "640 root",
             "bootcmd-ran",
             "192.168.78.10/24",
-            "10.78.0.0/16 via 192.168.78.1 dev data0"
+            "10.78.0.0/16 via 192.168.78.1 dev data0",
+            "1"
         ],
         "output: {out}"
     );

@@ -27,7 +27,10 @@ fn slack() -> u32 {
 fn disk_boot_cloud_init_ssh_power_button_and_persistence() -> Result<()> {
     let image = image();
     let size = std::fs::metadata(&image.qcow2)?.len();
-    assert!(size <= 20_000_000, "guest.qcow2 is {size} bytes, over the 20 MB budget");
+    assert!(
+        size <= 20_000_000,
+        "guest.qcow2 is {size} bytes, over the 20 MB budget"
+    );
     let work = tempfile::tempdir()?;
     let key = SshKey::generate(work.path())?;
     let marker = format!("runcmd-marker-{}", std::process::id());
