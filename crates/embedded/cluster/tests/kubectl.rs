@@ -689,6 +689,70 @@ fn pods_nodes_bindings_and_crd_deletion() {
     s.ok(k, &["delete", "pod", "p1", "--grace-period=0", "--force"]);
     s.fails(k, &["get", "pod", "p1"]);
 
+    // Client-side apply of a built-in kind (kubectl computes a strategic merge patch).
+    let cm = s.dir.join("cm.yaml");
+    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"1\"\n  b: \"2\"\n").expect("write");
+    s.ok(k, &["apply", "-f", cm.to_str().expect("path")]);
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"3\"\n",
+    )
+    .expect("write");
+    let out = s.ok(k, &["apply", "-f", cm.to_str().expect("path")]);
+    assert!(out.contains("configured"), "{out}");
+    let data = json(&s.ok(k, &["get", "cm", "applied", "-o", "json"]));
+    assert_eq!(data["data"], serde_json::json!({"a": "3"}));
+    // Typed (protobuf) creates of several kinds.
+    s.ok(
+        k,
+        &["create", "secret", "generic", "sec", "--from-literal=k=v"],
+    );
+    let sec = json(&s.ok(k, &["get", "secret", "sec", "-o", "json"]));
+    assert_eq!(sec["data"]["k"], "dg==");
+    s.ok(k, &["create", "serviceaccount", "robot"]);
+    s.ok(
+        k,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+        ],
+    );
+    let dep = json(&s.ok(k, &["get", "deployment", "web", "-o", "json"]));
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    s.ok(k, &["scale", "deployment", "web", "--replicas=3"]);
+    let r = s.ok(
+        k,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    );
+    assert_eq!(r, "3");
+    s.ok(
+        k,
+        &["create", "role", "reader", "--verb=get", "--resource=pods"],
+    );
+    s.ok(
+        k,
+        &[
+            "create",
+            "rolebinding",
+            "reader",
+            "--role=reader",
+            "--serviceaccount=default:robot",
+        ],
+    );
+
     // Deleting a CRD deletes its objects, then stops serving it.
     let crds = write_crds(&s.dir);
     s.ok(k, &["apply", "-f", crds.to_str().expect("path")]);
@@ -709,4 +773,33 @@ fn pods_nodes_bindings_and_crd_deletion() {
     s.ok(k, &["apply", "-f", crds.to_str().expect("path")]);
     let left = s.ok(k, &["get", "vm", "-A", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn http2_and_chunked_watches() {
+    // curl shows the negotiated protocol; skip quietly where it is not installed.
+    if !std::path::Path::new("/usr/bin/curl").exists() {
+        return;
+    }
+    let s = Server::start();
+    let ca = s.dir.join("pki/ca.crt");
+    let url = format!(
+        "https://{}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        s.addr
+    );
+    let run = |proto: &str| {
+        std::process::Command::new("/usr/bin/curl")
+            .args(["-s", proto, "--cacert"])
+            .arg(&ca)
+            .args(["-o", "/dev/null", "-D", "-", "-w", "%{http_version}", &url])
+            .output()
+            .expect("curl")
+    };
+    let h2 = String::from_utf8_lossy(&run("--http2").stdout).into_owned();
+    assert!(
+        h2.trim_end().ends_with('2') && h2.starts_with("HTTP/2 200"),
+        "{h2}"
+    );
+    let h1 = String::from_utf8_lossy(&run("--http1.1").stdout).to_lowercase();
+    assert!(h1.contains("transfer-encoding: chunked"), "{h1}");
 }
