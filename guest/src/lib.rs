@@ -28,4 +28,4 @@ pub use qmp::Qmp;
 pub use registry::{Registry, pull_oci_layout};
 pub use seed::{ConfigDrive, NoCloud};
 pub use ssh::{SshKey, ssh, ssh_until_ok};
-pub use util::{cache_dir, free_loopback_port, repo_root};
+pub use util::{ProcessGuard, cache_dir, free_loopback_port, repo_root};

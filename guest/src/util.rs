@@ -47,3 +47,106 @@ pub(crate) fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Kills a child process (SIGKILL) and reaps it when dropped, also when a test panics: for
+/// processes a test starts itself (QEMU with its own arguments, a daemon). [`crate::Vm`] and
+/// [`crate::Registry`] do this for theirs.
+#[derive(Debug)]
+pub struct ProcessGuard {
+    child: Option<std::process::Child>,
+}
+
+impl ProcessGuard {
+    /// Guards `child`.
+    pub fn new(child: std::process::Child) -> Self {
+        ProcessGuard { child: Some(child) }
+    }
+
+    /// Its pid, until it is reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Waits up to `timeout` for it to exit by itself; its status, or `None` if it still runs.
+    pub fn wait_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<std::process::ExitStatus>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                bail!("the process was already reaped");
+            };
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it now (what dropping does).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn process_guard_kills_on_drop_and_on_panic() {
+        let child = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        drop(ProcessGuard::new(child));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "sleep {pid} survived the drop"
+        );
+
+        let child = Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let panicked = std::panic::catch_unwind(move || {
+            let _guard = ProcessGuard::new(child);
+            panic!("test failure while the process runs");
+        });
+        assert!(panicked.is_err());
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "sleep {pid} survived the panic"
+        );
+    }
+
+    #[test]
+    fn process_guard_reports_a_normal_exit() {
+        let mut guard = ProcessGuard::new(Command::new("true").spawn().expect("spawn true"));
+        let status = guard.wait_timeout(Duration::from_secs(10)).expect("wait");
+        assert!(status.is_some_and(|s| s.success()));
+    }
+
+    #[test]
+    fn free_ports_are_loopback_and_bindable() {
+        let port = free_loopback_port().expect("port");
+        assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok());
+    }
+}
