@@ -84,15 +84,18 @@ fn container_disk_push_and_pull_back_with_the_same_digest() -> Result<()> {
     assert_eq!(config["architecture"], "amd64");
     assert_eq!(config["os"], "linux");
 
-    // The layer holds /disk/guest.qcow2, owned by 107 (KubeVirt's qemu user), byte for byte.
+    // The layer holds /disk/guest.qcow2 (and /boot/vmlinuz, /boot/initrd.img for kernelBoot),
+    // owned by 107 (KubeVirt's qemu user), byte for byte.
     let listing = Command::new("tar").arg("-tvzf").arg(&layer).output()?;
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.contains("107/107") && l.ends_with("disk/guest.qcow2")),
-        "{listing}"
-    );
+    for file in ["disk/guest.qcow2", "boot/vmlinuz", "boot/initrd.img"] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.contains("107/107") && l.ends_with(file)),
+            "{file}: {listing}"
+        );
+    }
     let extracted = work.path().join("layer");
     std::fs::create_dir_all(&extracted)?;
     let status = Command::new("tar")
@@ -107,6 +110,14 @@ fn container_disk_push_and_pull_back_with_the_same_digest() -> Result<()> {
         image.qcow2_sha256
     );
     assert_eq!(sha256_file(&image.qcow2)?, image.qcow2_sha256);
+    assert_eq!(
+        sha256_file(&extracted.join("boot/vmlinuz"))?,
+        sha256_file(&image.kernel)?
+    );
+    assert_eq!(
+        sha256_file(&extracted.join("boot/initrd.img"))?,
+        sha256_file(&image.initrd)?
+    );
     Ok(())
 }
 
