@@ -27,6 +27,7 @@ fn ctx(def: Arc<ResourceDef>, namespace: &str) -> WriteCtx {
         warnings: Arc::new(Mutex::new(Vec::new())),
         field_manager: Some("kube-controller-manager".into()),
         applying: false,
+        view: crate::convert::View::Native,
     }
 }
 

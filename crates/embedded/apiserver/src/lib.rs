@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod builtin_schema;
 pub mod controllers;
+pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod error;

@@ -60,6 +60,8 @@ pub struct WriteCtx {
     pub field_manager: Option<String>,
     /// Set while a server-side apply runs: it records its own managedFields.
     pub applying: bool,
+    /// The view the request came through (patches apply to the viewed form).
+    pub view: crate::convert::View,
 }
 
 impl WriteCtx {
@@ -683,7 +685,7 @@ pub fn patch(ctx: WriteCtx, name: String, ty: PatchType, body: Value, part: Part
         let key = object_key(&ctx.namespace_for(&ctx.def), &name);
         let Some(cur) = txn.get(&ctx.gr(), &key) else {
             if let PatchType::Apply { .. } = ty {
-                let mut obj = body.clone();
+                let mut obj = crate::convert::from_view(ctx.view, body.clone());
                 check_type_meta(&ctx.def, &ctx.version, &mut obj)?;
                 if let Some(m) = metadata_mut(&mut obj) {
                     m.insert("name".into(), json!(name));
@@ -696,19 +698,26 @@ pub fn patch(ctx: WriteCtx, name: String, ty: PatchType, body: Value, part: Part
             return Err(ApiError::not_found(ctx.def.subject(), &name));
         };
         let old = cur.value()?;
+        let viewed = crate::convert::to_view(ctx.view, old.clone());
         let new = match ty {
             PatchType::Merge => {
-                let mut n = old.clone();
+                let mut n = viewed;
                 patch::merge_patch(&mut n, &body);
-                n
+                crate::convert::from_view(ctx.view, n)
             }
-            PatchType::Json => patch::json_patch(&old, &body).map_err(patch_failed)?,
+            PatchType::Json => crate::convert::from_view(
+                ctx.view,
+                patch::json_patch(&viewed, &body).map_err(patch_failed)?,
+            ),
             PatchType::Strategic => {
-                let mut n = old.clone();
+                let mut n = viewed;
                 patch::strategic_merge(&ctx.def.kind, &mut n, &body).map_err(patch_failed)?;
-                n
+                crate::convert::from_view(ctx.view, n)
             }
-            PatchType::Apply { force } => crate::apply::apply(&ctx, &old, &body, force, part)?,
+            PatchType::Apply { force } => {
+                let cfg = crate::convert::from_view(ctx.view, body.clone());
+                crate::apply::apply(&ctx, &old, &cfg, force, part)?
+            }
         };
         let mut ctx = ctx.clone();
         ctx.applying = matches!(ty, PatchType::Apply { .. });

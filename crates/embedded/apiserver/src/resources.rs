@@ -46,6 +46,10 @@ pub struct ResourceDef {
     pub selectable: Vec<&'static str>,
     /// True for resources a CRD defines.
     pub custom: bool,
+    /// The storage name when this resource is a view of another one's objects.
+    pub storage: Option<String>,
+    /// How objects convert between this resource and its storage.
+    pub view: crate::convert::View,
 }
 
 pub const ALL_VERBS: &[&str] = &[
@@ -62,7 +66,10 @@ pub const ALL_VERBS: &[&str] = &[
 impl ResourceDef {
     /// The storage name: `pods`, `virtualmachines.kubevirt.io`.
     pub fn gr(&self) -> String {
-        gr(&self.group, &self.resource)
+        match &self.storage {
+            Some(s) => s.clone(),
+            None => gr(&self.group, &self.resource),
+        }
     }
 
     pub fn version(&self, v: &str) -> Option<&VersionDef> {
@@ -124,6 +131,8 @@ struct B {
     extra: &'static [&'static str],
     verbs: &'static [&'static str],
     selectable: &'static [&'static str],
+    storage: Option<&'static str>,
+    view: crate::convert::View,
 }
 
 const fn b(
@@ -146,6 +155,8 @@ const fn b(
         extra: &[],
         verbs: ALL_VERBS,
         selectable: &[],
+        storage: None,
+        view: crate::convert::View::Native,
     }
 }
 
@@ -279,13 +290,10 @@ fn builtin_table() -> Vec<B> {
         },
         B {
             short: &["ev"],
-            selectable: &[
-                "regarding.kind",
-                "regarding.name",
-                "regarding.namespace",
-                "reason",
-                "type",
-            ],
+            // Stored with the core Events, indexed by their field names.
+            selectable: EVENT_FIELDS,
+            storage: Some("events"),
+            view: crate::convert::View::EventsV1,
             ..b("events.k8s.io", "v1", "events", "Event", true)
         },
         b("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
@@ -384,6 +392,8 @@ pub fn builtins() -> Vec<ResourceDef> {
             extra: x.extra.to_vec(),
             selectable: x.selectable.to_vec(),
             custom: false,
+            storage: x.storage.map(str::to_string),
+            view: x.view,
         })
         .collect()
 }
@@ -476,6 +486,8 @@ pub fn from_crd(crd: &CustomResourceDefinition) -> Option<ResourceDef> {
         extra: Vec::new(),
         selectable: Vec::new(),
         custom: true,
+        storage: None,
+        view: crate::convert::View::Native,
     })
 }
 
@@ -511,7 +523,9 @@ impl Registry {
                     d.clone(),
                 );
             }
-            r.by_gr.insert(d.gr(), d.clone());
+            if d.storage.is_none() {
+                r.by_gr.insert(d.gr(), d.clone());
+            }
         }
         r
     }

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use crate::convert::View;
 use crate::error::{ApiError, Error};
 use crate::ops::{self, DeleteOpts, FieldValidation, Part, PatchType, WriteCtx};
 use crate::resources::{Registry, ResourceDef};
@@ -508,7 +509,8 @@ async fn run_write(app: &App, f: TxFn, dry: bool) -> Result<Value, ApiError> {
 }
 
 /// Rewrites the stored apiVersion to the one requested and renders per Accept.
-fn present(def: &ResourceDef, version: &str, mut v: Value, accept: Accept) -> Value {
+fn present(def: &ResourceDef, version: &str, v: Value, accept: Accept) -> Value {
+    let mut v = crate::convert::to_view(def.view, v);
     if v.get("kind").and_then(Value::as_str) == Some(def.kind.as_str())
         && version != def.storage_version()
         && let Some(m) = v.as_object_mut()
@@ -598,6 +600,13 @@ async fn resource(
     if def.namespaced && rp.namespace.is_none() && rp.name.is_some() {
         return Err(ApiError::path_not_found(path));
     }
+    // A view (events.k8s.io Events) writes through the resource that owns its storage.
+    let store_def = if def.view == View::Native {
+        def.clone()
+    } else {
+        reg.by_gr(&def.gr())
+            .ok_or_else(|| ApiError::internal(format!("no storage for {}", def.gr())))?
+    };
     let version = rp.version.clone();
     let mut warnings: Vec<String> = def
         .version(&version)
@@ -609,13 +618,18 @@ async fn resource(
     let ns = rp.namespace.clone().unwrap_or_default();
     let warn_sink: ops::Warnings = Arc::new(Mutex::new(Vec::new()));
     let ctx = WriteCtx {
-        def: def.clone(),
-        version: version.clone(),
+        version: if def.view == View::Native {
+            version.clone()
+        } else {
+            store_def.storage_version().to_string()
+        },
+        def: store_def.clone(),
         namespace: ns.clone(),
         validation: FieldValidation::parse(q.get("fieldValidation"))?,
         warnings: warn_sink.clone(),
         field_manager: field_manager(q, headers),
         applying: false,
+        view: def.view,
     };
     let sub = rp.sub.as_deref();
     let part = match sub {
@@ -664,6 +678,7 @@ async fn resource(
                 (201, v)
             } else {
                 ops::check_type_meta(&def, &version, &mut obj)?;
+                let obj = crate::convert::from_view(def.view, obj);
                 let v = run_write(app, ops::create(ctx.clone(), obj), dry).await?;
                 (201, present(&def, &version, v, accept))
             }
@@ -685,6 +700,7 @@ async fn resource(
         (Method::PUT, Some(name), None | Some("status") | Some("finalize")) => {
             let mut obj = decode_body(headers, &body, &def.kind)?;
             ops::check_type_meta(&def, &version, &mut obj)?;
+            let obj = crate::convert::from_view(def.view, obj);
             let v = run_write(app, ops::update(ctx.clone(), name, obj, part), dry).await?;
             (200, present(&def, &version, v, accept))
         }
@@ -767,8 +783,11 @@ async fn resource(
 }
 
 fn field_selector(def: &ResourceDef, q: &Query) -> Result<FieldSelector, ApiError> {
-    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
+    let mut fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or(""))
         .map_err(ApiError::bad_request)?;
+    for r in fields.0.iter_mut() {
+        r.field = crate::convert::field_from_view(def.view, &r.field);
+    }
     let supported = def.selectable_fields();
     if let Some(bad) = fields.unsupported(&supported) {
         return Err(ApiError::bad_request(format!(
@@ -873,7 +892,7 @@ fn list(
             list_meta["remainingItemCount"] = json!(remaining);
         }
     }
-    let convert = version != def.storage_version();
+    let convert = version != def.storage_version() || def.view != View::Native;
     match accept {
         Accept::Json if !convert => {
             let mut out =

@@ -42,7 +42,7 @@ pub struct WatchRequest {
 
 /// The object as this watch shows it (version rewritten, metadata-only or a Table).
 pub fn render(req: &WatchRequest, obj: &Stored) -> Result<Value, ApiError> {
-    let mut v = obj.value()?;
+    let mut v = crate::convert::to_view(req.def.view, obj.value()?);
     if req.version != req.def.storage_version()
         && let Some(m) = v.as_object_mut()
     {
@@ -116,7 +116,10 @@ fn visible(req: &WatchRequest, o: &Stored) -> bool {
 }
 
 fn encode(req: &WatchRequest, kind: EventType, o: &Stored) -> Option<Bytes> {
-    if req.form == Form::Full && req.version == req.def.storage_version() {
+    if req.form == Form::Full
+        && req.version == req.def.storage_version()
+        && req.def.view == crate::convert::View::Native
+    {
         return Some(raw_line(kind.as_str(), &o.json));
     }
     render(req, o).ok().map(|v| line(kind.as_str(), &v))

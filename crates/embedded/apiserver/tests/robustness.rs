@@ -19,6 +19,7 @@ fn ctx(reg: &Registry, group: &str, resource: &str) -> WriteCtx {
         warnings: Arc::new(Mutex::new(Vec::new())),
         field_manager: Some("fuzz".into()),
         applying: false,
+        view: Default::default(),
     }
 }
 

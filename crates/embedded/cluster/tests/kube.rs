@@ -462,3 +462,66 @@ async fn watch_from_a_compacted_revision_is_410() {
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorder_events_show_in_kubectl_describe() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let s = Server::start();
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let cm = cms
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("noted".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test-controller".into(),
+            instance: None,
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Tested".into(),
+        note: Some("hello from kube-rs".into()),
+        action: "Test".into(),
+        secondary: None,
+    };
+    let reference = cm.object_ref(&());
+    recorder.publish(&ev, &reference).await.expect("publish");
+    recorder
+        .publish(&ev, &reference)
+        .await
+        .expect("publish again (series patch)");
+    let events_v1: Api<k8s_openapi::api::events::v1::Event> =
+        Api::default_namespaced(client.clone());
+    let listed = events_v1
+        .list(&ListParams::default().fields("regarding.name=noted"))
+        .await
+        .expect("events.k8s.io list");
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].series.as_ref().map(|s| s.count), Some(2));
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::default_namespaced(client);
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=noted"))
+        .await
+        .expect("core list");
+    assert_eq!(
+        listed.items[0].message.as_deref(),
+        Some("hello from kube-rs")
+    );
+    let d = s.ok(common::KUBECTL_133, &["describe", "configmap", "noted"]);
+    assert!(
+        d.contains("Tested") && d.contains("hello from kube-rs"),
+        "{d}"
+    );
+}
