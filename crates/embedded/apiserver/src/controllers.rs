@@ -83,6 +83,8 @@ struct Snapshot {
     terminating: Vec<String>,
     crds_deleting: Vec<Value>,
     missing_sa: Vec<String>,
+    /// (storage name, namespace, name, uid) of objects whose every owner is gone.
+    orphans: Vec<(String, String, String, String)>,
 }
 
 fn snapshot(app: &App) -> Snapshot {
@@ -91,7 +93,30 @@ fn snapshot(app: &App) -> Snapshot {
         terminating: Vec::new(),
         crds_deleting: Vec::new(),
         missing_sa: Vec::new(),
+        orphans: Vec::new(),
     };
+    // Garbage collection: an object all of whose owners are gone is deleted (background
+    // propagation), as upstream's garbage collector does.
+    let uids: std::collections::HashSet<&str> = cache
+        .objects
+        .values()
+        .flat_map(|m| m.values().map(|o| o.uid.as_str()))
+        .collect();
+    for (gr, m) in &cache.objects {
+        for o in m.values() {
+            if !o.owners.is_empty()
+                && !o.deleting
+                && o.owners.iter().all(|u| !uids.contains(u.as_str()))
+            {
+                s.orphans.push((
+                    gr.clone(),
+                    o.namespace.clone(),
+                    o.name.clone(),
+                    o.uid.clone(),
+                ));
+            }
+        }
+    }
     if let Some(nss) = cache.objects.get(ops::NAMESPACES) {
         for o in nss.values() {
             let Ok(v) = o.value() else { continue };
@@ -152,6 +177,33 @@ async fn reconcile(app: &Arc<App>) -> Result<(), ApiError> {
         if gone == json!(true) {
             tracing::info!("namespace deleted after its contents");
         }
+    }
+    if !snap.orphans.is_empty() {
+        let reg = app.registry();
+        let work: Vec<(WriteCtx, String, String)> = snap
+            .orphans
+            .into_iter()
+            .filter_map(|(gr, ns, name, uid)| reg.by_gr(&gr).map(|d| (ctx(d, &ns), name, uid)))
+            .collect();
+        let n = work.len();
+        app.store
+            .write(Box::new(move |txn| {
+                for (c, name, uid) in &work {
+                    let opts = DeleteOpts {
+                        uid: Some(uid.clone()),
+                        ..Default::default()
+                    };
+                    // Already gone or replaced by a new object of the same name: skip it.
+                    match ops::delete_one(txn, c, name, &opts) {
+                        Ok(_) => {}
+                        Err(e) if matches!(e.reason, "NotFound" | "Conflict") => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Value::Null)
+            }))
+            .await?;
+        tracing::info!(count = n, "garbage-collected objects whose owners are gone");
     }
     let mut registry_changed = false;
     for crd in snap.crds_deleting {

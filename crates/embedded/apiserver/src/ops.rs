@@ -129,7 +129,8 @@ pub fn normalize(ctx: &WriteCtx, obj: &mut Value) -> Result<(), ApiError> {
     let def = &ctx.def;
     let schema = def.version(&ctx.version).and_then(|v| v.schema.clone());
     if let Some(schema) = &schema {
-        let unknown = kubevirt_api::structural::prune(schema, obj);
+        let mut unknown = prune_metadata(obj);
+        unknown.extend(kubevirt_api::structural::prune(schema, obj));
         if !unknown.is_empty() {
             match ctx.validation {
                 FieldValidation::Strict => {
@@ -171,6 +172,26 @@ pub fn normalize(ctx: &WriteCtx, obj: &mut Value) -> Result<(), ApiError> {
     } else {
         Err(ApiError::invalid(def.subject(), &name, causes))
     }
+}
+
+/// Prunes `metadata` against ObjectMeta (keeping `managedFields`, whose `fieldsV1` is opaque)
+/// and returns the removed paths.
+fn prune_metadata(obj: &mut Value) -> Vec<String> {
+    let Some(om) = crate::builtin_schema::object_meta() else {
+        return Vec::new();
+    };
+    let Some(meta) = obj.get_mut("metadata").filter(|m| m.is_object()) else {
+        return Vec::new();
+    };
+    let managed = meta.as_object_mut().and_then(|m| m.remove("managedFields"));
+    let unknown = kubevirt_api::structural::prune(om, meta);
+    if let (Some(mf), Some(m)) = (managed, meta.as_object_mut()) {
+        m.insert("managedFields".into(), mf);
+    }
+    unknown
+        .into_iter()
+        .map(|p| format!("metadata.{p}"))
+        .collect()
 }
 
 fn meta_causes(def: &ResourceDef, obj: &Value) -> Vec<Cause> {

@@ -40,6 +40,11 @@ pub struct Stored {
     pub labels: BTreeMap<String, String>,
     /// Values of the fields this resource supports in field selectors.
     pub fields: Vec<(String, String)>,
+    pub uid: String,
+    /// uids of the owners (`metadata.ownerReferences`), for garbage collection.
+    pub owners: Vec<String>,
+    /// Whether `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
 }
 
 impl Stored {
@@ -77,6 +82,21 @@ impl Stored {
                 .to_string(),
             labels: crate::meta::string_map(obj, "labels"),
             fields,
+            uid: crate::meta::meta_str(obj, "uid")
+                .unwrap_or_default()
+                .to_string(),
+            owners: crate::meta::metadata(obj)
+                .and_then(|m| m.get("ownerReferences"))
+                .and_then(Value::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            deleting: crate::meta::metadata(obj)
+                .is_some_and(|m| m.contains_key("deletionTimestamp")),
         }
     }
 

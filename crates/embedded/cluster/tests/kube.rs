@@ -186,6 +186,16 @@ async fn controller_with_owns_reconciles() {
     let gen_w = widgets.get("w1").await.expect("get");
     assert_eq!(gen_w.metadata.generation, Some(2));
     task.abort();
+
+    // Deleting the owner garbage-collects what it owns.
+    widgets
+        .delete("w1", &DeleteParams::background())
+        .await
+        .expect("delete widget");
+    eventually("the owned ConfigMap to be collected", || async {
+        cms.get_opt("w1-cm").await.ok().flatten().is_none()
+    })
+    .await;
 }
 
 async fn wait_for(

@@ -467,6 +467,17 @@ fn suite(k: &str) {
         err.contains("unknown field \"spec.template.spec.domain.bogus\""),
         "{err}"
     );
+    let meta_bogus = s.dir.join("meta-bogus.yaml");
+    std::fs::write(
+        &meta_bogus,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mb\n  labelz: {a: b}\n",
+    )
+    .expect("write");
+    let err = s.fails(
+        k,
+        &["apply", "-n", ns, "-f", meta_bogus.to_str().expect("path")],
+    );
+    assert!(err.contains("unknown field \"metadata.labelz\""), "{err}");
     let out = s.kubectl(k, &["apply", "-n", ns, "-f", &bogus, "--validate=warn"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
