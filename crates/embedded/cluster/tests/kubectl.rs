@@ -769,6 +769,25 @@ fn pods_nodes_bindings_and_crd_deletion() {
     s.ok(k, &["apply", "-f", crds.to_str().expect("path")]);
     let vm = vm_manifest(&s, "gone", "small", "");
     s.ok(k, &["apply", "-f", &vm]);
+    // The scale subresource a CRD declares (VirtualMachineInstanceReplicaSet).
+    let rs = s.dir.join("rs.yaml");
+    std::fs::write(
+        &rs,
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstanceReplicaSet\nmetadata:\n  name: rs1\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      a: b\n  template:\n    metadata:\n      labels:\n        a: b\n    spec:\n      domain:\n        devices: {}\n        resources:\n          requests:\n            memory: 64M\n",
+    )
+    .expect("write");
+    s.ok(k, &["apply", "-f", rs.to_str().expect("path")]);
+    s.ok(k, &["scale", "vmirs", "rs1", "--replicas=3"]);
+    let scale = json(&s.ok(
+        k,
+        &[
+            "get",
+            "--raw",
+            "/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstancereplicasets/rs1/scale",
+        ],
+    ));
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
     s.ok(
         k,
         &[
