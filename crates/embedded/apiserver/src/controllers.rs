@@ -66,8 +66,22 @@ pub async fn bootstrap(app: &Arc<App>) -> Result<(), Error> {
 /// Runs the controllers until the store shuts down.
 pub async fn run(app: Arc<App>) {
     let mut changes = app.store.subscribe();
+    let mut seen: Option<u64> = None;
     loop {
-        if let Err(e) = reconcile(&app).await {
+        // Garbage collection scans every object, so it runs only when something it cares about
+        // happened since the last pass: a deletion, or an object with owners written.
+        let gc = {
+            let cache = app.store.read();
+            let needed = match seen.map(|rev| cache.events_after(rev)) {
+                Some(Ok(events)) => events.iter().any(|e| {
+                    e.kind == crate::store::EventType::Deleted || !e.obj.owners.is_empty()
+                }),
+                _ => true,
+            };
+            seen = Some(cache.rev);
+            needed
+        };
+        if let Err(e) = reconcile(&app, gc).await {
             tracing::warn!(error = %e, "controller pass failed");
         }
         tokio::select! {
@@ -75,7 +89,7 @@ pub async fn run(app: Arc<App>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         // Let a burst of writes settle into one pass.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -87,7 +101,7 @@ struct Snapshot {
     orphans: Vec<(String, String, String, String)>,
 }
 
-fn snapshot(app: &App) -> Snapshot {
+fn snapshot(app: &App, gc: bool) -> Snapshot {
     let cache = app.store.read();
     let mut s = Snapshot {
         terminating: Vec::new(),
@@ -95,32 +109,9 @@ fn snapshot(app: &App) -> Snapshot {
         missing_sa: Vec::new(),
         orphans: Vec::new(),
     };
-    // Garbage collection: an object all of whose owners are gone is deleted (background
-    // propagation), as upstream's garbage collector does.
-    let uids: std::collections::HashSet<&str> = cache
-        .objects
-        .values()
-        .flat_map(|m| m.values().map(|o| o.uid.as_str()))
-        .collect();
-    for (gr, m) in &cache.objects {
-        for o in m.values() {
-            if !o.owners.is_empty()
-                && !o.deleting
-                && o.owners.iter().all(|u| !uids.contains(u.as_str()))
-            {
-                s.orphans.push((
-                    gr.clone(),
-                    o.namespace.clone(),
-                    o.name.clone(),
-                    o.uid.clone(),
-                ));
-            }
-        }
-    }
     if let Some(nss) = cache.objects.get(ops::NAMESPACES) {
         for o in nss.values() {
-            let Ok(v) = o.value() else { continue };
-            if v.pointer("/metadata/deletionTimestamp").is_some() {
+            if o.deleting {
                 s.terminating.push(o.name.clone());
             } else if cache
                 .get("serviceaccounts", &object_key(&o.name, "default"))
@@ -131,19 +122,41 @@ fn snapshot(app: &App) -> Snapshot {
         }
     }
     if let Some(crds) = cache.objects.get(ops::CRDS) {
-        for o in crds.values() {
-            if let Ok(v) = o.value()
-                && v.pointer("/metadata/deletionTimestamp").is_some()
-            {
+        for o in crds.values().filter(|o| o.deleting) {
+            if let Ok(v) = o.value() {
                 s.crds_deleting.push(v);
+            }
+        }
+    }
+    if gc {
+        // Garbage collection: an object all of whose owners are gone is deleted (background
+        // propagation), as upstream's garbage collector does.
+        let uids: std::collections::HashSet<&str> = cache
+            .objects
+            .values()
+            .flat_map(|m| m.values().map(|o| o.uid.as_str()))
+            .collect();
+        for (gr, m) in &cache.objects {
+            for o in m.values() {
+                if !o.owners.is_empty()
+                    && !o.deleting
+                    && o.owners.iter().all(|u| !uids.contains(u.as_str()))
+                {
+                    s.orphans.push((
+                        gr.clone(),
+                        o.namespace.clone(),
+                        o.name.clone(),
+                        o.uid.clone(),
+                    ));
+                }
             }
         }
     }
     s
 }
 
-async fn reconcile(app: &Arc<App>) -> Result<(), ApiError> {
-    let snap = snapshot(app);
+async fn reconcile(app: &Arc<App>, gc: bool) -> Result<(), ApiError> {
+    let snap = snapshot(app, gc);
     for ns in snap.terminating {
         let defs: Vec<WriteCtx> = app
             .registry()
