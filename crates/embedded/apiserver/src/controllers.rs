@@ -74,7 +74,9 @@ pub async fn run(app: Arc<App>) {
             let cache = app.store.read();
             let needed = match seen.map(|rev| cache.events_after(rev)) {
                 Some(Ok(events)) => events.iter().any(|e| {
-                    e.kind == crate::store::EventType::Deleted || !e.obj.owners.is_empty()
+                    e.kind == crate::store::EventType::Deleted
+                        || !e.obj.owners.is_empty()
+                        || e.obj.deleting
                 }),
                 _ => true,
             };
@@ -99,6 +101,8 @@ struct Snapshot {
     missing_sa: Vec<String>,
     /// (storage name, namespace, name, uid) of objects whose every owner is gone.
     orphans: Vec<(String, String, String, String)>,
+    /// (storage name, namespace, name) of foreground deletions whose dependents are gone.
+    foreground_done: Vec<(String, String, String)>,
 }
 
 fn snapshot(app: &App, gc: bool) -> Snapshot {
@@ -108,6 +112,7 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
         crds_deleting: Vec::new(),
         missing_sa: Vec::new(),
         orphans: Vec::new(),
+        foreground_done: Vec::new(),
     };
     if let Some(nss) = cache.objects.get(ops::NAMESPACES) {
         for o in nss.values() {
@@ -131,11 +136,25 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
     if gc {
         // Garbage collection: an object all of whose owners are gone is deleted (background
         // propagation), as upstream's garbage collector does.
+        // An owner in foreground deletion counts as gone for its dependents.
         let uids: std::collections::HashSet<&str> = cache
             .objects
             .values()
-            .flat_map(|m| m.values().map(|o| o.uid.as_str()))
+            .flat_map(|m| m.values().filter(|o| !o.foreground).map(|o| o.uid.as_str()))
             .collect();
+        let owners_in_use: std::collections::HashSet<&str> = cache
+            .objects
+            .values()
+            .flat_map(|m| m.values().flat_map(|o| o.owners.iter().map(String::as_str)))
+            .collect();
+        for (gr, m) in &cache.objects {
+            for o in m.values().filter(|o| o.foreground) {
+                if !owners_in_use.contains(o.uid.as_str()) {
+                    s.foreground_done
+                        .push((gr.clone(), o.namespace.clone(), o.name.clone()));
+                }
+            }
+        }
         for (gr, m) in &cache.objects {
             for o in m.values() {
                 if !o.owners.is_empty()
@@ -217,6 +236,26 @@ async fn reconcile(app: &Arc<App>, gc: bool) -> Result<(), ApiError> {
             }))
             .await?;
         tracing::info!(count = n, "garbage-collected objects whose owners are gone");
+    }
+    if !snap.foreground_done.is_empty() {
+        let reg = app.registry();
+        let work: Vec<(WriteCtx, String)> = snap
+            .foreground_done
+            .into_iter()
+            .filter_map(|(gr, ns, name)| reg.by_gr(&gr).map(|d| (ctx(d, &ns), name)))
+            .collect();
+        app.store
+            .write(Box::new(move |txn| {
+                for (c, name) in &work {
+                    match ops::remove_finalizer(txn, c, name, ops::FOREGROUND_FINALIZER) {
+                        Ok(_) => {}
+                        Err(e) if e.reason == "NotFound" => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(Value::Null)
+            }))
+            .await?;
     }
     let mut registry_changed = false;
     for crd in snap.crds_deleting {

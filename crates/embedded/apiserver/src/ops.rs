@@ -756,7 +756,23 @@ pub struct DeleteOpts {
     pub grace_period: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    pub propagation: Propagation,
 }
+
+/// What happens to the dependents (objects listing this one in `ownerReferences`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; the garbage collector deletes the dependents afterwards.
+    #[default]
+    Background,
+    /// The object stays (finalizer `foregroundDeletion`) until its dependents are gone.
+    Foreground,
+    /// The dependents lose their reference to the object and stay.
+    Orphan,
+}
+
+/// The finalizer that holds an owner during foreground deletion.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 
 impl DeleteOpts {
     pub fn from_body(body: &[u8], query_grace: Option<i64>) -> Result<DeleteOpts, ApiError> {
@@ -780,6 +796,22 @@ impl DeleteOpts {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        o.propagation = match v.get("propagationPolicy").and_then(Value::as_str) {
+            Some("Foreground") => Propagation::Foreground,
+            Some("Orphan") => Propagation::Orphan,
+            Some("Background") | None => {
+                if v.get("orphanDependents") == Some(&Value::Bool(true)) {
+                    Propagation::Orphan
+                } else {
+                    Propagation::Background
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                )));
+            }
+        };
         Ok(o)
     }
 }
@@ -866,6 +898,21 @@ pub fn delete_one(
         return Ok(obj);
     }
     let namespace = def.gr() == NAMESPACES;
+    let mut fins = fins;
+    match opts.propagation {
+        Propagation::Orphan => {
+            if let Some(u) = &uid {
+                orphan_dependents(txn, u)?;
+            }
+        }
+        Propagation::Foreground if !namespace => {
+            fins.push(FOREGROUND_FINALIZER.to_string());
+            if let Some(m) = metadata_mut(&mut obj) {
+                m.insert("finalizers".into(), json!(fins));
+            }
+        }
+        _ => {}
+    }
     if !fins.is_empty() || grace > 0 || namespace {
         let when = meta::format_time(meta::now_seconds() + grace);
         if let Some(m) = metadata_mut(&mut obj) {
@@ -882,6 +929,64 @@ pub fn delete_one(
     }
     txn.delete(&ctx.gr(), &key, &ctx.sel())?;
     Ok(success_status(&def, name, uid.as_deref()))
+}
+
+/// Removes references to owner `uid` from every object (Orphan propagation).
+fn orphan_dependents(txn: &mut Txn<'_>, uid: &str) -> Result<(), ApiError> {
+    for gr in txn.resources() {
+        for key in txn.keys(&gr, "") {
+            let Some(o) = txn.get(&gr, &key) else {
+                continue;
+            };
+            if !o.owners.iter().any(|x| x == uid) {
+                continue;
+            }
+            let mut v = o.value()?;
+            if let Some(m) = metadata_mut(&mut v) {
+                let kept: Vec<Value> = m
+                    .get("ownerReferences")
+                    .and_then(Value::as_array)
+                    .map(|refs| {
+                        refs.iter()
+                            .filter(|r| r.get("uid").and_then(Value::as_str) != Some(uid))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if kept.is_empty() {
+                    m.remove("ownerReferences");
+                } else {
+                    m.insert("ownerReferences".into(), Value::Array(kept));
+                }
+            }
+            txn.put(&gr, v, &crate::resources::selectable_for_gr(&gr))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes one finalizer (the garbage collector ending a foreground deletion); the object goes
+/// when it was the last one.
+pub fn remove_finalizer(
+    txn: &mut Txn<'_>,
+    ctx: &WriteCtx,
+    name: &str,
+    finalizer: &str,
+) -> Result<Value, ApiError> {
+    let cur = current(txn, ctx, name)?;
+    let mut obj = cur.value()?;
+    let kept: Vec<String> = finalizers(&obj)
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
+    if let Some(m) = metadata_mut(&mut obj) {
+        if kept.is_empty() {
+            m.remove("finalizers");
+        } else {
+            m.insert("finalizers".into(), json!(kept));
+        }
+    }
+    finish_update(txn, ctx, &cur, obj, Part::Main)
 }
 
 pub fn delete(ctx: WriteCtx, name: String, opts: DeleteOpts) -> TxFn {

@@ -45,6 +45,8 @@ pub struct Stored {
     pub owners: Vec<String>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// Deleting and held by the `foregroundDeletion` finalizer until its dependents are gone.
+    pub foreground: bool,
 }
 
 impl Stored {
@@ -97,6 +99,12 @@ impl Stored {
                 .unwrap_or_default(),
             deleting: crate::meta::metadata(obj)
                 .is_some_and(|m| m.contains_key("deletionTimestamp")),
+            foreground: crate::meta::metadata(obj).is_some_and(|m| {
+                m.contains_key("deletionTimestamp")
+                    && m.get("finalizers")
+                        .and_then(Value::as_array)
+                        .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
+            }),
         }
     }
 
@@ -232,6 +240,14 @@ impl Txn<'_> {
             Some(v) => v.clone(),
             None => self.cache.get(gr, key).cloned(),
         }
+    }
+
+    /// Every storage name with objects, committed or pending.
+    pub fn resources(&self) -> Vec<String> {
+        let mut out: std::collections::BTreeSet<String> =
+            self.cache.objects.keys().cloned().collect();
+        out.extend(self.overlay.keys().map(|(g, _)| g.clone()));
+        out.into_iter().collect()
     }
 
     /// Keys of `gr` starting with `prefix` (e.g. `ns/`), committed and pending, sorted.

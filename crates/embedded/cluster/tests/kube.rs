@@ -535,3 +535,108 @@ async fn recorder_events_show_in_kubectl_describe() {
         "{d}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_watcher() {
+    let s = Server::start();
+    let client = s.client().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(client);
+    for name in ["s1", "s2"] {
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+    // sendInitialEvents=true: the current objects as ADDED, then a BOOKMARK ending them.
+    let stream = watcher(cms.clone(), watcher::Config::default().streaming_lists());
+    let mut stream = std::pin::pin!(stream);
+    let mut init = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(ev) = stream.next().await {
+            match ev.expect("event") {
+                watcher::Event::InitApply(cm) => init.push(cm.name_any()),
+                watcher::Event::InitDone => return true,
+                _ => {}
+            }
+        }
+        false
+    })
+    .await
+    .expect("initial events ended");
+    assert!(done);
+    assert!(
+        init.contains(&"s1".to_string()) && init.contains(&"s2".to_string()),
+        "{init:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_and_orphan_propagation() {
+    let s = Server::start();
+    let cms: Api<ConfigMap> = Api::default_namespaced(s.client().await);
+    let mk = |name: &str, owner: Option<&ConfigMap>| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            owner_references: owner.map(|o| vec![o.controller_owner_ref(&()).expect("ref")]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let o1 = cms
+        .create(&PostParams::default(), &mk("o1", None))
+        .await
+        .expect("o1");
+    let mut held = mk("d1", Some(&o1));
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.expect("d1");
+    cms.delete("o1", &DeleteParams::foreground())
+        .await
+        .expect("delete o1");
+    // The owner waits (foregroundDeletion) while its dependent is held by a finalizer.
+    eventually("the dependent to be marked", || async {
+        cms.get("d1")
+            .await
+            .is_ok_and(|d| d.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    let o1_now = cms.get("o1").await.expect("owner still there");
+    assert!(o1_now.metadata.deletion_timestamp.is_some());
+    assert!(
+        o1_now
+            .finalizers()
+            .iter()
+            .any(|f| f == "foregroundDeletion")
+    );
+    cms.patch(
+        "d1",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("release d1");
+    eventually("the owner to go after its dependent", || async {
+        cms.get_opt("o1").await.ok().flatten().is_none()
+    })
+    .await;
+
+    let o2 = cms
+        .create(&PostParams::default(), &mk("o2", None))
+        .await
+        .expect("o2");
+    cms.create(&PostParams::default(), &mk("d2", Some(&o2)))
+        .await
+        .expect("d2");
+    cms.delete("o2", &DeleteParams::orphan())
+        .await
+        .expect("delete o2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d2 = cms.get("d2").await.expect("orphan kept");
+    assert!(d2.metadata.owner_references.is_none_or(|r| r.is_empty()));
+    assert!(cms.get_opt("o2").await.expect("get").is_none());
+}
