@@ -36,8 +36,9 @@ pub fn format_time(seconds: i64) -> String {
 /// Random bytes from the OS; falls back to time-derived bytes if the OS refuses (it does not on
 /// Linux, but an id must never panic a request).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
     let mut b = [0u8; N];
-    if getrandom::fill(&mut b).is_err() {
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
         let seed = jiff::Timestamp::now().as_nanosecond() as u128;
         for (i, x) in b.iter_mut().enumerate() {
             *x = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
