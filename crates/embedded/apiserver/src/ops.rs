@@ -1195,3 +1195,17 @@ pub fn update_scale(
 pub fn matches(o: &Stored, labels: &LabelSelector, fields: &FieldSelector) -> bool {
     labels.matches(&o.labels) && fields.matches(|f| o.field(f))
 }
+
+#[cfg(test)]
+mod deep_tests {
+    #[test]
+    fn deeply_nested_yaml_is_refused_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let r = super::decode(deep.as_bytes(), "ConfigMap", true);
+        assert!(r.is_err());
+        let deep = format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        assert!(super::decode(deep.as_bytes(), "ConfigMap", true).is_err());
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(super::decode(deep.as_bytes(), "ConfigMap", false).is_err());
+    }
+}

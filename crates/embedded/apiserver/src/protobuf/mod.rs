@@ -258,8 +258,19 @@ fn scalar(kind: &str, raw: &Raw<'_>) -> Result<Value, String> {
     })
 }
 
+/// Nesting deeper than this is refused (JSON bodies have the same limit through serde_json).
+const MAX_DEPTH: usize = 100;
+
 /// Decodes one message of type `ty` into JSON, naming fields after `schema`.
-fn message(ty: &str, b: &[u8], schema: Option<&JSONSchemaProps>) -> Result<Value, String> {
+fn message(
+    ty: &str,
+    b: &[u8],
+    schema: Option<&JSONSchemaProps>,
+    depth: usize,
+) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err("protobuf message nested too deeply".into());
+    }
     if let Some(v) = special(ty, b)? {
         return Ok(v);
     }
@@ -281,7 +292,7 @@ fn message(ty: &str, b: &[u8], schema: Option<&JSONSchemaProps>) -> Result<Value
                 match (etag, &eraw) {
                     (1, Raw::Bytes(k)) => key = text(k)?,
                     (2, Raw::Bytes(x)) if value_kind == "message" => {
-                        val = message(&f.reference, x, vschema)?;
+                        val = message(&f.reference, x, vschema, depth + 1)?;
                     }
                     (2, _) => val = scalar(value_kind, &eraw)?,
                     _ => {}
@@ -303,7 +314,7 @@ fn message(ty: &str, b: &[u8], schema: Option<&JSONSchemaProps>) -> Result<Value
                 return Err(format!("message field {} is not length-delimited", f.name));
             };
             let s = if f.repeated { item_schema(sub) } else { sub };
-            message(&f.reference, x, s)?
+            message(&f.reference, x, s, depth + 1)?
         } else if let (true, Raw::Bytes(x), false) = (
             f.repeated,
             &raw,
@@ -378,7 +389,7 @@ pub fn to_json(
     }
     let ty = format!("{}.{kind}", package(&api_version));
     let schema = schema_for(&api_version, &kind);
-    let mut v = message(&ty, raw, schema.as_deref())?;
+    let mut v = message(&ty, raw, schema.as_deref(), 0)?;
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(api_version));
         m.insert("kind".into(), json!(kind));
@@ -431,6 +442,31 @@ mod tests {
         );
         assert!(to_json(b"k8s\x00\xff", |_, _| None).is_err());
         assert!(to_json(b"{}", |_, _| None).is_err());
+    }
+
+    proptest::proptest! {
+        // Arbitrary bytes after the envelope magic never panic the decoder.
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let mut body = MAGIC.to_vec();
+            body.extend_from_slice(&tail);
+            let _ = to_json(&body, |_, k| crate::builtin_schema::schema_for("", k));
+        }
+
+        // A well-formed envelope around arbitrary message bytes never panics either.
+        #[test]
+        fn arbitrary_messages_never_panic(
+            kind in proptest::sample::select(vec!["Namespace", "Pod", "ConfigMap", "Secret", "Node"]),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let mut tm = Vec::new();
+            bytes_field(1, b"v1", &mut tm);
+            bytes_field(2, kind.as_bytes(), &mut tm);
+            let mut body = MAGIC.to_vec();
+            bytes_field(1, &tm, &mut body);
+            bytes_field(2, &raw, &mut body);
+            let _ = to_json(&body, |_, k| crate::builtin_schema::schema_for("", k));
+        }
     }
 
     #[test]
