@@ -517,16 +517,31 @@ fn suite(k: &str) {
         ],
     );
     assert!(!ts.is_empty());
-    let del = s
+    // `delete --wait` waits while the finalizer holds the object (here: until its timeout).
+    let held = s.kubectl(
+        k,
+        &["delete", "vm", "ssavm", "-n", ns, "--wait", "--timeout=2s"],
+    );
+    assert!(
+        !held.status.success(),
+        "delete --wait returned while a finalizer held the object"
+    );
+    let waiter = s
         .kubectl_cmd(
             k,
-            &["delete", "vm", "ssavm", "-n", ns, "--wait", "--timeout=30s"],
+            &[
+                "wait",
+                "--for=delete",
+                "vm/ssavm",
+                "-n",
+                ns,
+                "--timeout=30s",
+            ],
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn delete");
-    std::thread::sleep(Duration::from_millis(1000));
+        .expect("spawn wait --for=delete");
     s.ok(
         k,
         &[
@@ -540,10 +555,10 @@ fn suite(k: &str) {
             r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
         ],
     );
-    let out = del.wait_with_output().expect("delete output");
+    let out = waiter.wait_with_output().expect("wait output");
     assert!(
         out.status.success(),
-        "delete --wait: {}",
+        "wait --for=delete: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     s.fails(k, &["get", "vm", "ssavm", "-n", ns]);
