@@ -14,6 +14,12 @@ use crate::resources::ResourceDef;
 use crate::server::App;
 use crate::store::object_key;
 
+/// The ConfigMap holding the cluster CA in every namespace.
+pub const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// The ClusterIP of the `kubernetes` Service (the first address of the service range).
+pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
+
 /// Namespaces that exist from the start.
 pub const INITIAL_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -60,6 +66,40 @@ pub async fn bootstrap(app: &Arc<App>) -> Result<(), Error> {
             Err(e) => return Err(e.into()),
         }
     }
+    // The `kubernetes` Service and its Endpoints (the port may change between starts).
+    let port: u16 = app
+        .address()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(6443);
+    let host = app
+        .address()
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let svcdef = def(app, "", "services")?;
+    let epdef = def(app, "", "endpoints")?;
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+    let ep = json!({"apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]});
+    for (d, obj) in [(svcdef, svc), (epdef, ep)] {
+        let exists = app
+            .store
+            .read()
+            .get(&d.gr(), &object_key("default", "kubernetes"))
+            .is_some();
+        let c = ctx(d, "default");
+        let f = if exists {
+            ops::update(c, "kubernetes".into(), obj, ops::Part::Main)
+        } else {
+            ops::create(c, obj)
+        };
+        app.store.write(f).await?;
+    }
     Ok(())
 }
 
@@ -99,6 +139,7 @@ struct Snapshot {
     terminating: Vec<String>,
     crds_deleting: Vec<Value>,
     missing_sa: Vec<String>,
+    missing_ca: Vec<String>,
     /// (storage name, namespace, name, uid) of objects whose every owner is gone.
     orphans: Vec<(String, String, String, String)>,
     /// (storage name, namespace, name) of foreground deletions whose dependents are gone.
@@ -111,6 +152,7 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
         terminating: Vec::new(),
         crds_deleting: Vec::new(),
         missing_sa: Vec::new(),
+        missing_ca: Vec::new(),
         orphans: Vec::new(),
         foreground_done: Vec::new(),
     };
@@ -118,11 +160,19 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
         for o in nss.values() {
             if o.deleting {
                 s.terminating.push(o.name.clone());
-            } else if cache
-                .get("serviceaccounts", &object_key(&o.name, "default"))
-                .is_none()
-            {
-                s.missing_sa.push(o.name.clone());
+            } else {
+                if cache
+                    .get("serviceaccounts", &object_key(&o.name, "default"))
+                    .is_none()
+                {
+                    s.missing_sa.push(o.name.clone());
+                }
+                if cache
+                    .get("configmaps", &object_key(&o.name, ROOT_CA))
+                    .is_none()
+                {
+                    s.missing_ca.push(o.name.clone());
+                }
             }
         }
     }
@@ -293,6 +343,22 @@ async fn reconcile(app: &Arc<App>, gc: bool) -> Result<(), ApiError> {
     }
     if registry_changed {
         app.refresh_registry();
+    }
+    if !snap.missing_ca.is_empty() {
+        let cmdef = def(app, "", "configmaps")?;
+        for ns in snap.missing_ca {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": ROOT_CA}, "data": {"ca.crt": app.ca_pem}});
+            match app
+                .store
+                .write(ops::create(ctx(cmdef.clone(), &ns), obj))
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if matches!(e.reason, "AlreadyExists" | "Forbidden" | "NotFound") => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
     if !snap.missing_sa.is_empty() {
         let sadef = def(app, "", "serviceaccounts")?;

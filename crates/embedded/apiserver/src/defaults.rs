@@ -68,6 +68,65 @@ pub fn pod(obj: &mut Value) {
     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
 }
 
+/// Service defaults and a ClusterIP from 10.96.0.0/16 (the design's service range; .0.1 is the
+/// `kubernetes` Service). `used` lists the addresses taken; it is asked only when needed.
+pub fn service(
+    obj: &mut Value,
+    used: impl FnOnce() -> std::collections::HashSet<String>,
+) -> Result<(), crate::error::Cause> {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    set_default(spec, "type", json!("ClusterIP"));
+    set_default(spec, "sessionAffinity", json!("None"));
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                set_default(p, "targetPort", port);
+            }
+        }
+    }
+    if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
+        return Ok(());
+    }
+    let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("");
+    let ip = match requested {
+        "None" => "None".to_string(),
+        "" => {
+            let taken = used();
+            let free = (0u32..=255)
+                .flat_map(|a| (0u32..=255).map(move |b| format!("10.96.{a}.{b}")))
+                .skip(10)
+                .find(|ip| !taken.contains(ip) && !ip.ends_with(".255") && !ip.ends_with(".0"));
+            free.ok_or_else(|| {
+                crate::error::Cause::invalid(
+                    "spec.clusterIP",
+                    "the service range 10.96.0.0/16 is full",
+                )
+            })?
+        }
+        given => {
+            if used().contains(given) {
+                return Err(crate::error::Cause::invalid(
+                    "spec.clusterIP",
+                    format!("Invalid value: \"{given}\": provided IP is already allocated"),
+                ));
+            }
+            given.to_string()
+        }
+    };
+    spec["clusterIP"] = json!(ip);
+    spec["clusterIPs"] = json!([ip]);
+    if ip != "None" {
+        set_default(spec, "ipFamilies", json!(["IPv4"]));
+        set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    Ok(())
+}
+
 fn qos_class(spec: &Value) -> &'static str {
     let cs: Vec<&Value> = spec
         .get("containers")
@@ -98,6 +157,20 @@ fn qos_class(spec: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_get_a_free_cluster_ip() {
+        let mut s = json!({"spec": {"ports": [{"port": 80}]}});
+        let used: std::collections::HashSet<String> = ["10.96.0.10".to_string()].into();
+        service(&mut s, || used.clone()).expect("allocates");
+        assert_eq!(s["spec"]["clusterIP"], "10.96.0.11");
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        let mut taken = json!({"spec": {"clusterIP": "10.96.0.10"}});
+        assert!(service(&mut taken, || used.clone()).is_err());
+        let mut headless = json!({"spec": {"clusterIP": "None"}});
+        service(&mut headless, Default::default).expect("headless");
+        assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    }
 
     #[test]
     fn pod_defaults_match_the_server() {

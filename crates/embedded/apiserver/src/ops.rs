@@ -495,6 +495,10 @@ pub fn create(ctx: WriteCtx, mut obj: Value) -> TxFn {
         if txn.get(&ctx.gr(), &key).is_some() {
             return Err(ApiError::already_exists(def.subject(), &name));
         }
+        if def.gr() == "services" {
+            crate::defaults::service(&mut obj, || used_cluster_ips(txn))
+                .map_err(|why| ApiError::invalid(def.subject(), &name, vec![why]))?;
+        }
         txn.put(&ctx.gr(), obj, &ctx.sel())
     })
 }
@@ -507,6 +511,20 @@ impl WriteCtx {
             String::new()
         }
     }
+}
+
+/// The cluster IPs services hold now.
+fn used_cluster_ips(txn: &Txn<'_>) -> std::collections::HashSet<String> {
+    txn.keys("services", "")
+        .iter()
+        .filter_map(|k| txn.get("services", k))
+        .filter_map(|o| o.value().ok())
+        .filter_map(|v| {
+            v.pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// Which part of the object a write may change.

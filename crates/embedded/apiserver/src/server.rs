@@ -51,6 +51,15 @@ pub struct App {
     registry: RwLock<Arc<Registry>>,
     openapi: Mutex<Option<(usize, Arc<openapi::Documents>)>>,
     address: String,
+    /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: String,
+}
+
+impl App {
+    /// The address the server listens on.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
 }
 
 impl App {
@@ -126,6 +135,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         registry: RwLock::new(Arc::new(Registry::new(&[]))),
         openapi: Mutex::new(None),
         address: addr.to_string(),
+        ca_pem: std::fs::read_to_string(pki.path("ca.crt"))
+            .map_err(|e| Error::io(pki.path("ca.crt").display().to_string(), e))?,
     });
     app.refresh_registry();
     crate::controllers::bootstrap(&app).await?;

@@ -318,6 +318,15 @@ async fn api_semantics() {
         (422, "Invalid".into())
     );
 
+    // The namespace's CA ConfigMap (made by the server) is there too.
+    eventually("kube-root-ca.crt", || async {
+        cms.get_opt("kube-root-ca.crt")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
     // Paging: limit and continue cover every item once.
     let page1 = cms
         .list(&ListParams::default().limit(2))
@@ -325,7 +334,7 @@ async fn api_semantics() {
         .expect("page 1");
     assert_eq!(page1.items.len(), 2);
     let token = page1.metadata.continue_.clone().expect("continue token");
-    assert_eq!(page1.metadata.remaining_item_count, Some(3));
+    assert_eq!(page1.metadata.remaining_item_count, Some(4));
     let page2 = cms
         .list(&ListParams::default().limit(2).continue_token(&token))
         .await
@@ -344,7 +353,10 @@ async fn api_semantics() {
         .iter()
         .map(|c| c.name_any())
         .collect();
-    assert_eq!(names, vec!["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(
+        names,
+        vec!["kube-root-ca.crt", "p0", "p1", "p2", "p3", "p4"]
+    );
 
     // Selectors.
     let sel = cms
@@ -361,7 +373,7 @@ async fn api_semantics() {
         .list_metadata(&ListParams::default())
         .await
         .expect("metadata list");
-    assert_eq!(meta.items.len(), 5);
+    assert_eq!(meta.items.len(), 6);
 
     // Server-side apply through kube-rs.
     let applied = cms

@@ -779,6 +779,33 @@ fn pods_nodes_bindings_and_crd_deletion() {
         ],
     );
 
+    // Services get a ClusterIP from 10.96.0.0/16; `kubernetes` holds the first one.
+    s.ok(
+        k,
+        &["create", "service", "clusterip", "websvc", "--tcp=80:8080"],
+    );
+    let ip = s.ok(
+        k,
+        &["get", "svc", "websvc", "-o", "jsonpath={.spec.clusterIP}"],
+    );
+    assert!(ip.starts_with("10.96.") && ip != "10.96.0.1", "{ip}");
+    let svcs = s.ok(k, &["get", "svc"]);
+    assert!(
+        svcs.contains("kubernetes") && svcs.contains("10.96.0.1") && svcs.contains("80/TCP"),
+        "{svcs}"
+    );
+    let ca = s.ok(
+        k,
+        &[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+    );
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+
     // Deleting a CRD deletes its objects, then stops serving it.
     let crds = write_crds(&s.dir);
     s.ok(k, &["apply", "-f", crds.to_str().expect("path")]);

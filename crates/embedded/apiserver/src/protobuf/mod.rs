@@ -185,6 +185,10 @@ fn time_text(b: &[u8], micro: bool) -> Result<Value, String> {
             _ => {}
         }
     }
+    if secs == 0 && nanos == 0 {
+        // Go writes a zero Time; its JSON form is null (omitted).
+        return Ok(Value::Null);
+    }
     let t = jiff::Timestamp::new(secs, nanos as i32).map_err(|e| e.to_string())?;
     let fmt = if micro {
         "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -338,11 +342,23 @@ fn message(
             if let Some(a) = arr.as_array_mut() {
                 a.push(value);
             }
-        } else {
+        } else if !zero_value(&f.name, &value) {
             out.insert(name, value);
         }
     }
     Ok(Value::Object(out))
+}
+
+/// Go's protobuf encoding writes value-typed fields even when unset; its JSON encoding omits
+/// them (`omitempty`). Empty strings, zero times and the zero ports of value-typed port fields
+/// are therefore treated as absent. (Pointer fields such as `replicas` keep an explicit 0.)
+fn zero_value(field: &str, v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_i64() == Some(0) && matches!(field, "node_port" | "host_port"),
+        _ => false,
+    }
 }
 
 /// The protobuf package of an API group's version.
