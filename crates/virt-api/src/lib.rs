@@ -1,5 +1,8 @@
 //! virt-api: KubeVirt's API component. Admission webhooks that default and validate VMs and
-//! VMIs with the api crate's upstream-compatible logic; the subresource API (start, stop,
-//! console, ...) comes with the aggregation support of the embedded API server.
+//! VMIs with the api crate's upstream-compatible logic, served over HTTPS and registered with
+//! upstream's webhook configurations; the subresource API (start, stop, console, ...) comes with
+//! the aggregation support of the embedded API server.
 
 pub mod admission;
+pub mod server;
+pub mod webhooks;

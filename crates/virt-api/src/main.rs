@@ -1,0 +1,103 @@
+//! `virt-api`: serves KubeVirt's admission webhooks over HTTPS with a self-signed CA.
+//!
+//! `virt-api --listen 127.0.0.1:0 --webhooks-out DIR` prints `virt-api listening on
+//! https://ADDR` once it serves, and writes `DIR/webhooks.yaml` (both webhook configurations,
+//! pointing at that address, carrying the CA) ready for `kubectl apply -f`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use virt_api::{server, webhooks};
+
+#[derive(Parser, Debug)]
+#[command(name = "virt-api", about = "KubeVirt's admission webhooks")]
+struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Extra DNS names for the serving certificate (the Service's names on a real cluster).
+    #[arg(long = "name")]
+    names: Vec<String>,
+    /// Write the webhook configurations (YAML, pointing at the listen address) here.
+    #[arg(long)]
+    webhooks_out: Option<PathBuf>,
+    /// Register through this Service instead of the listen address (namespace/name:port).
+    #[arg(long)]
+    service: Option<String>,
+}
+
+fn target(args: &Args, addr: SocketAddr) -> anyhow::Result<webhooks::Target> {
+    let Some(svc) = args.service.as_deref() else {
+        return Ok(webhooks::Target::Url(format!("https://{addr}")));
+    };
+    let (ns_name, port) = svc.rsplit_once(':').unwrap_or((svc, "443"));
+    let (namespace, name) = ns_name
+        .split_once('/')
+        .context("--service must be namespace/name[:port]")?;
+    Ok(webhooks::Target::Service {
+        namespace: namespace.into(),
+        name: name.into(),
+        port: port.parse().context("--service port")?,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let ip = addr.ip().to_string();
+    let mut names = vec![
+        "virt-api.kubevirt.svc",
+        "virt-api.kubevirt.svc.cluster.local",
+        "localhost",
+        ip.as_str(),
+    ];
+    names.extend(args.names.iter().map(String::as_str));
+    let pki = kubevirt_https::SelfSigned::generate("virt-api-ca", &names)
+        .context("generate the serving certificate")?;
+    if let Some(dir) = args.webhooks_out.as_ref() {
+        let target = target(&args, addr)?;
+        let m = serde_json::to_value(webhooks::mutating(&target, &pki.ca_pem))?;
+        let v = serde_json::to_value(webhooks::validating(&target, &pki.ca_pem))?;
+        let with_kind = |mut o: serde_json::Value, kind: &str| {
+            o["apiVersion"] = "admissionregistration.k8s.io/v1".into();
+            o["kind"] = kind.into();
+            o
+        };
+        let docs = [
+            with_kind(m, "MutatingWebhookConfiguration"),
+            with_kind(v, "ValidatingWebhookConfiguration"),
+        ];
+        std::fs::create_dir_all(dir)?;
+        let yaml = docs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?
+            .join("\n---\n");
+        std::fs::write(dir.join("webhooks.yaml"), yaml + "\n")?;
+        std::fs::write(dir.join("ca.crt"), &pki.ca_pem)?;
+    }
+    let task = kubevirt_https::serve(
+        listener,
+        pki.server_config()?,
+        server::router(Arc::new(server::Shared::default())),
+    );
+    println!("virt-api listening on https://{addr}");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        r = task => { r.context("server task")?; }
+    }
+    Ok(())
+}
