@@ -1,0 +1,9 @@
+//! virt-controller: KubeVirt's cluster-wide controllers. The decisions are pure functions in
+//! their own modules (`vm`, `vmi`, `instancetype`, `replicaset`, `preset`, `node`), unit-tested
+//! without a cluster; `controllers` carries them out with kube-rs.
+
+pub mod conditions;
+pub mod instancetype;
+pub mod names;
+pub mod uuid;
+pub mod vm;
