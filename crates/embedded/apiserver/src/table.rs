@@ -357,9 +357,331 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Col> {
             }));
             cols.push(age_col());
         }
+        ("apps", "deployments") => {
+            cols.push(col("Ready", 0, "Number of the pod with ready state", |d| {
+                json!(format!(
+                    "{}/{}",
+                    num(d, &["status", "readyReplicas"]),
+                    replicas(d)
+                ))
+            }));
+            cols.push(col("Up-to-date", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec", |d| json!(num(d, &["status", "updatedReplicas"]))));
+            cols.push(col("Available", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment", |d| json!(num(d, &["status", "availableReplicas"]))));
+            cols.push(age_col());
+            cols.push(col(
+                "Containers",
+                1,
+                "Names of each container in the template",
+                |d| containers(d, "name"),
+            ));
+            cols.push(col(
+                "Images",
+                1,
+                "Images referenced by each container in the template",
+                |d| containers(d, "image"),
+            ));
+            cols.push(col(
+                "Selector",
+                1,
+                "The label selector of the deployment",
+                selector,
+            ));
+        }
+        ("apps", "replicasets") => {
+            cols.push(col("Desired", 0, "Number of desired pods", |d| {
+                json!(replicas(d))
+            }));
+            cols.push(col("Current", 0, "Number of actual replicas", |d| {
+                json!(num(d, &["status", "replicas"]))
+            }));
+            cols.push(col("Ready", 0, "The number of ready replicas", |d| {
+                json!(num(d, &["status", "readyReplicas"]))
+            }));
+            cols.push(age_col());
+            cols.push(col(
+                "Containers",
+                1,
+                "Names of each container in the template",
+                |d| containers(d, "name"),
+            ));
+            cols.push(col(
+                "Images",
+                1,
+                "Images referenced by each container in the template",
+                |d| containers(d, "image"),
+            ));
+            cols.push(col("Selector", 1, "The label selector", selector));
+        }
+        ("apps", "daemonsets") => {
+            for (name, field) in [
+                ("Desired", "desiredNumberScheduled"),
+                ("Current", "currentNumberScheduled"),
+                ("Ready", "numberReady"),
+                ("Up-to-date", "updatedNumberScheduled"),
+                ("Available", "numberAvailable"),
+            ] {
+                cols.push(Col {
+                    name: name.into(),
+                    ty: "integer".into(),
+                    format: String::new(),
+                    description: format!("status.{field}"),
+                    priority: 0,
+                    cell: Cell::Path(
+                        JsonPath::parse(&format!(".status.{field}")).ok(),
+                        "integer".into(),
+                    ),
+                });
+            }
+            cols.push(col(
+                "Node Selector",
+                0,
+                "The node selector of the pod template",
+                |d| {
+                    none_or(
+                        d.pointer("/spec/template/spec/nodeSelector")
+                            .and_then(Value::as_object)
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, x)| format!("{k}={}", scalar_text(x)))
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            }),
+                    )
+                },
+            ));
+            cols.push(age_col());
+        }
+        ("", "serviceaccounts") => {
+            cols.push(col(
+                "Secrets",
+                0,
+                "Number of secrets of the service account",
+                |a| {
+                    json!(
+                        a.get("secrets")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len)
+                    )
+                },
+            ));
+            cols.push(age_col());
+        }
+        ("", "endpoints") => {
+            cols.push(col("Endpoints", 0, "Endpoints of the service", |e| {
+                let mut out = Vec::new();
+                for sub in e
+                    .get("subsets")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let ports: Vec<String> = sub
+                        .get("ports")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| s(p, &["port"]))
+                        .collect();
+                    for a in sub
+                        .get("addresses")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let ip = s(a, &["ip"]).unwrap_or_default();
+                        if ports.is_empty() {
+                            out.push(ip.clone());
+                        }
+                        for p in &ports {
+                            out.push(format!("{ip}:{p}"));
+                        }
+                    }
+                }
+                none_or(Some(out.join(",")))
+            }));
+            cols.push(age_col());
+        }
+        ("", "persistentvolumeclaims") => {
+            cols.push(col("Status", 0, "The phase of the claim", |c| {
+                none_or(s(c, &["status", "phase"]))
+            }));
+            cols.push(col("Volume", 0, "The bound volume", |c| {
+                json!(s(c, &["spec", "volumeName"]).unwrap_or_default())
+            }));
+            cols.push(col(
+                "Capacity",
+                0,
+                "The capacity of the bound volume",
+                |c| json!(s(c, &["status", "capacity", "storage"]).unwrap_or_default()),
+            ));
+            cols.push(col(
+                "Access Modes",
+                0,
+                "The access modes of the bound volume",
+                |c| access_modes(c, &["status", "accessModes"]),
+            ));
+            cols.push(col(
+                "StorageClass",
+                0,
+                "The storage class of the claim",
+                |c| none_or(s(c, &["spec", "storageClassName"])),
+            ));
+            cols.push(col(
+                "VolumeAttributesClass",
+                0,
+                "The volume attributes class",
+                |c| none_or(s(c, &["spec", "volumeAttributesClassName"])),
+            ));
+            cols.push(age_col());
+            cols.push(col("VolumeMode", 1, "The volume mode of the claim", |c| {
+                json!(s(c, &["spec", "volumeMode"]).unwrap_or_else(|| "Filesystem".into()))
+            }));
+        }
+        ("", "persistentvolumes") => {
+            cols.push(col("Capacity", 0, "The capacity of the volume", |v| {
+                json!(s(v, &["spec", "capacity", "storage"]).unwrap_or_default())
+            }));
+            cols.push(col(
+                "Access Modes",
+                0,
+                "The access modes of the volume",
+                |v| access_modes(v, &["spec", "accessModes"]),
+            ));
+            cols.push(col(
+                "Reclaim Policy",
+                0,
+                "What happens to the volume when released",
+                |v| {
+                    json!(
+                        s(v, &["spec", "persistentVolumeReclaimPolicy"])
+                            .unwrap_or_else(|| "Retain".into())
+                    )
+                },
+            ));
+            cols.push(col("Status", 0, "The phase of the volume", |v| {
+                json!(s(v, &["status", "phase"]).unwrap_or_default())
+            }));
+            cols.push(col(
+                "Claim",
+                0,
+                "The claim bound to the volume",
+                |v| match (
+                    s(v, &["spec", "claimRef", "namespace"]),
+                    s(v, &["spec", "claimRef", "name"]),
+                ) {
+                    (Some(ns), Some(n)) => json!(format!("{ns}/{n}")),
+                    _ => json!(""),
+                },
+            ));
+            cols.push(col(
+                "StorageClass",
+                0,
+                "The storage class of the volume",
+                |v| json!(s(v, &["spec", "storageClassName"]).unwrap_or_default()),
+            ));
+            cols.push(col(
+                "VolumeAttributesClass",
+                0,
+                "The volume attributes class",
+                |v| none_or(s(v, &["spec", "volumeAttributesClassName"])),
+            ));
+            cols.push(col("Reason", 0, "Why the volume is in its phase", |v| {
+                json!(s(v, &["status", "reason"]).unwrap_or_default())
+            }));
+            cols.push(age_col());
+        }
+        ("storage.k8s.io", "storageclasses") => {
+            cols.push(col("Provisioner", 0, "The provisioner of the class", |c| {
+                json!(s(c, &["provisioner"]).unwrap_or_default())
+            }));
+            cols.push(col(
+                "ReclaimPolicy",
+                0,
+                "The reclaim policy of the class",
+                |c| json!(s(c, &["reclaimPolicy"]).unwrap_or_else(|| "Delete".into())),
+            ));
+            cols.push(col("VolumeBindingMode", 0, "When volumes are bound", |c| {
+                json!(s(c, &["volumeBindingMode"]).unwrap_or_else(|| "Immediate".into()))
+            }));
+            cols.push(col(
+                "AllowVolumeExpansion",
+                0,
+                "Whether volumes can grow",
+                |c| json!(s(c, &["allowVolumeExpansion"]).unwrap_or_else(|| "false".into())),
+            ));
+            cols.push(age_col());
+        }
         _ => cols.push(age_col()),
     }
     cols
+}
+
+fn num(v: &Value, path: &[&str]) -> i64 {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return 0,
+        }
+    }
+    cur.as_i64().unwrap_or(0)
+}
+
+/// `spec.replicas`, which defaults to 1.
+fn replicas(v: &Value) -> i64 {
+    v.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+}
+
+fn containers(v: &Value, field: &str) -> Value {
+    none_or(
+        v.pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| s(c, &[field]))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+    )
+}
+
+fn selector(v: &Value) -> Value {
+    none_or(
+        v.pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| format!("{k}={}", scalar_text(x)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+    )
+}
+
+fn access_modes(v: &Value, path: &[&str]) -> Value {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return json!(""),
+        }
+    }
+    let short: Vec<&str> = cur
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|m| match m {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    json!(short.join(","))
 }
 
 fn columns(def: &ResourceDef, version: &str) -> Vec<Col> {
@@ -510,6 +832,38 @@ mod tests {
         assert_eq!(names, vec!["Name", "Age", "Status", "Ready"]);
         assert_eq!(t["rows"][0]["cells"], json!(["vm1", "0s", "Stopped", null]));
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn deployment_and_pvc_columns() {
+        let r = Registry::new(&[]);
+        let d = r.lookup("apps", "v1", "deployments").expect("deployments");
+        let o = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+                       "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}});
+        let t = table(&d, "v1", &[o], json!({}), IncludeObject::None);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["web", "2/3", 3, 2, "<unknown>", "c", "nginx", "app=web"])
+        );
+        let p = r.lookup("", "v1", "persistentvolumeclaims").expect("pvc");
+        let o = json!({"metadata": {"name": "disk"}, "spec": {"volumeName": "pv1", "storageClassName": "local"},
+                       "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]}});
+        let t = table(&p, "v1", &[o], json!({}), IncludeObject::None);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "disk",
+                "Bound",
+                "pv1",
+                "1Gi",
+                "RWO",
+                "local",
+                "<none>",
+                "<unknown>",
+                "Filesystem"
+            ])
+        );
     }
 
     #[test]
