@@ -4,5 +4,6 @@
 //! the aggregation support of the embedded API server.
 
 pub mod admission;
+pub mod lifecycle;
 pub mod server;
 pub mod webhooks;
