@@ -170,10 +170,8 @@ pub fn start(
     vmi: Option<&VirtualMachineInstance>,
     opts: &StartOptions,
 ) -> Result<Plan, Refusal> {
-    if let Some(v) = vmi {
-        if !is_final(v) && !matches!(phase(v), "" | vmi_phases::UNKNOWN) {
-            return Err(Refusal::Conflict("VM is already running".into()));
-        }
+    if vmi.is_some_and(|v| !is_final(v) && !matches!(phase(v), "" | vmi_phases::UNKNOWN)) {
+        return Err(Refusal::Conflict("VM is already running".into()));
     }
     let strategy = run_strategy(vm);
     match strategy.as_str() {
