@@ -1,0 +1,4 @@
+//! virt-launcher: the process that runs one VMI inside its pod.
+//!
+//! - [`converter`]: the VMI becomes libvirt domain XML (pure).
+pub mod converter;
