@@ -296,6 +296,13 @@ impl Txn<'_> {
             .to_string();
         let key = object_key(&ns, &name);
         if self.dry_run {
+            // Nothing is written, so an existing object keeps its resourceVersion (a new one
+            // has none), as upstream answers dry runs.
+            if let Some(cur) = self.get(gr, &key)
+                && let Some(m) = crate::meta::metadata_mut(&mut obj)
+            {
+                m.insert("resourceVersion".into(), Value::String(cur.rv.to_string()));
+            }
             return Ok(obj);
         }
         *self.rev += 1;

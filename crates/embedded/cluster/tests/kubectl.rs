@@ -76,6 +76,24 @@ fn suite(k: &str) {
         ],
     );
     assert_eq!(size, "large");
+    // kubectl diff (a server-side dry-run patch) shows exactly the change.
+    let nothing = s.kubectl(k, &["diff", "-n", ns, "-f", &large]);
+    assert_eq!(
+        nothing.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&nothing.stdout)
+    );
+    let huge = vm_manifest(&s, "testvm", "huge", "");
+    let d = s.kubectl(k, &["diff", "-n", ns, "-f", &huge]);
+    let text = String::from_utf8_lossy(&d.stdout).into_owned();
+    assert_eq!(d.status.code(), Some(1), "{text}");
+    let changed: Vec<&str> = text
+        .lines()
+        .filter(|l| (l.starts_with("- ") || l.starts_with("+ ")) && !l.contains("generation"))
+        .collect();
+    assert_eq!(changed.len(), 2, "{text}");
+    assert!(changed[1].contains("kubevirt.io/size: huge"), "{text}");
     let ssa = vm_manifest(&s, "ssavm", "small", "");
     let out = s.ok(k, &["apply", "--server-side", "-n", ns, "-f", &ssa]);
     assert!(out.contains("serverside-applied"), "{out}");

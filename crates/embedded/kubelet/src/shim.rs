@@ -109,7 +109,32 @@ fn write_json_at(dir: &File, name: &str, value: &impl Serialize) -> std::io::Res
     Ok(())
 }
 
-fn enter(spec: &ShimSpec) -> Result<(), String> {
+/// A data container's private root: an overlay of the extracted image (shared, read-only
+/// below) and a writable layer in the attempt directory, so mount points and writes never reach
+/// the image cache.
+fn private_root(dir: &Path, image: &Path) -> Result<PathBuf, String> {
+    let (root, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
+    for d in [&root, &upper, &work] {
+        std::fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| format!("overlay root {}: {e}", root.display()))?;
+    Ok(root)
+}
+
+fn enter(spec: &ShimSpec, dir: &Path) -> Result<Option<PathBuf>, String> {
     let pid = std::process::id().to_string();
     for procs in &spec.cgroup_procs {
         if let Err(e) = std::fs::write(procs, &pid) {
@@ -134,7 +159,11 @@ fn enter(spec: &ShimSpec) -> Result<(), String> {
     if let Some(h) = &spec.hostname {
         let _ = nix::unistd::sethostname(h);
     }
-    let root = spec.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let private = match &spec.rootfs {
+        Some(image) => Some(private_root(dir, image)?),
+        None => None,
+    };
+    let root = private.clone().unwrap_or_else(|| PathBuf::from("/"));
     for m in &spec.mounts {
         let rel = m.target.strip_prefix("/").unwrap_or(&m.target);
         let target = root.join(rel);
@@ -170,7 +199,7 @@ fn enter(spec: &ShimSpec) -> Result<(), String> {
             .map_err(|e| format!("read-only {}: {e}", target.display()))?;
         }
     }
-    Ok(())
+    Ok(private)
 }
 
 /// Runs the shim for the attempt directory `dir` (holding `spec.json`); returns the process exit
@@ -212,9 +241,10 @@ pub fn main(dir: &Path) -> i32 {
         blocked.add(s);
     }
     let _ = blocked.thread_block();
-    if let Err(e) = enter(&spec) {
-        return fail(e);
-    }
+    let private_root = match enter(&spec, dir) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
     let shim_pid = std::process::id() as i32;
     let started = |pid: i32| Started {
         pid,
@@ -227,7 +257,7 @@ pub fn main(dir: &Path) -> i32 {
         if let Err(e) = write_json_at(&dirfile, STARTED, &started(shim_pid)) {
             return fail(format!("writing {STARTED}: {e}"));
         }
-        if let Some(root) = &spec.rootfs {
+        if let Some(root) = &private_root {
             if let Err(e) = nix::unistd::chroot(root) {
                 return fail(format!("chroot {}: {e}", root.display()));
             }
