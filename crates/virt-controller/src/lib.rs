@@ -7,3 +7,4 @@ pub mod instancetype;
 pub mod names;
 pub mod uuid;
 pub mod vm;
+pub mod vmi;
