@@ -6,4 +6,5 @@
 pub mod admission;
 pub mod lifecycle;
 pub mod server;
+pub mod subresources;
 pub mod webhooks;

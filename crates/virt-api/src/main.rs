@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use virt_api::{server, webhooks};
+use virt_api::{server, subresources, webhooks};
 
 #[derive(Parser, Debug)]
 #[command(name = "virt-api", about = "KubeVirt's admission webhooks")]
@@ -27,6 +27,26 @@ struct Args {
     /// Register through this Service instead of the listen address (namespace/name:port).
     #[arg(long)]
     service: Option<String>,
+    /// Serve the subresource API (start, stop, restart) with this kubeconfig; without it, the
+    /// in-cluster configuration is tried, and without that only the webhooks are served.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+/// A client for the subresource API, when one can be configured.
+async fn client(args: &Args) -> anyhow::Result<Option<kube::Client>> {
+    let config = match args.kubeconfig.as_ref() {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => match kube::Config::incluster() {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some(kube::Client::try_from(config)?))
 }
 
 fn target(args: &Args, addr: SocketAddr) -> anyhow::Result<webhooks::Target> {
@@ -89,11 +109,15 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(dir.join("webhooks.yaml"), yaml + "\n")?;
         std::fs::write(dir.join("ca.crt"), &pki.ca_pem)?;
     }
-    let task = kubevirt_https::serve(
-        listener,
-        pki.server_config()?,
-        server::router(Arc::new(server::Shared::default())),
-    );
+    let mut router = server::router(Arc::new(server::Shared::default()));
+    if let Some(client) = client(&args).await? {
+        router = router.merge(subresources::router(Arc::new(subresources::Subresources {
+            client,
+        })));
+    } else {
+        tracing::warn!("no kubeconfig and not in a cluster: serving the webhooks only");
+    }
+    let task = kubevirt_https::serve(listener, pki.server_config()?, router);
     println!("virt-api listening on https://{addr}");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
