@@ -323,6 +323,23 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Col> {
             }));
         }
         ("", "events") => {
+            // As kubectl shows events: most recent sighting first, the name only with -o wide.
+            cols.clear();
+            cols.push(col(
+                "Last Seen",
+                0,
+                "When the event was last observed",
+                |e| {
+                    json!(event_age(
+                        e,
+                        &[
+                            &["series", "lastObservedTime"],
+                            &["lastTimestamp"],
+                            &["eventTime"]
+                        ]
+                    ))
+                },
+            ));
             cols.push(col("Type", 0, "The type of the event", |e| {
                 none_or(s(e, &["type"]))
             }));
@@ -338,10 +355,45 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Col> {
                     s(e, &["involvedObject", "name"]).unwrap_or_default()
                 ))
             }));
+            cols.push(col(
+                "Subobject",
+                1,
+                "The part of the object the event is about",
+                |e| json!(s(e, &["involvedObject", "fieldPath"]).unwrap_or_default()),
+            ));
+            cols.push(col(
+                "Source",
+                1,
+                "The component that reported the event",
+                |e| {
+                    json!(
+                        s(e, &["source", "component"])
+                            .or_else(|| s(e, &["reportingComponent"]))
+                            .unwrap_or_default()
+                    )
+                },
+            ));
             cols.push(col("Message", 0, "The event's message", |e| {
                 none_or(s(e, &["message"]))
             }));
-            cols.push(age_col());
+            cols.push(col(
+                "First Seen",
+                1,
+                "When the event was first observed",
+                |e| json!(event_age(e, &[&["firstTimestamp"], &["eventTime"]])),
+            ));
+            cols.push(col("Count", 1, "How often the event was observed", |e| {
+                json!(
+                    e.pointer("/series/count")
+                        .or_else(|| e.get("count"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                        .to_string()
+                )
+            }));
+            let mut name = name_col();
+            name.priority = 1;
+            cols.push(name);
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => {
             cols.push(col(
@@ -614,6 +666,17 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Col> {
         _ => cols.push(age_col()),
     }
     cols
+}
+
+/// The age of the first timestamp found among `paths`, falling back to the creation time.
+fn event_age(e: &Value, paths: &[&[&str]]) -> String {
+    paths
+        .iter()
+        .find_map(|p| s(e, p))
+        .or_else(|| s(e, &["metadata", "creationTimestamp"]))
+        .and_then(|t| parse_time(&t))
+        .map(|t| human_duration(now_seconds() - t))
+        .unwrap_or_else(|| "<unknown>".into())
 }
 
 fn num(v: &Value, path: &[&str]) -> i64 {

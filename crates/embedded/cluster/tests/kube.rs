@@ -541,6 +541,19 @@ async fn recorder_events_show_in_kubectl_describe() {
         listed.items[0].message.as_deref(),
         Some("hello from kube-rs")
     );
+    let table = s.ok(common::KUBECTL_133, &["get", "events"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        vec!["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{table}"
+    );
+    assert!(table.contains("configmap/noted"), "{table}");
     let d = s.ok(common::KUBECTL_133, &["describe", "configmap", "noted"]);
     assert!(
         d.contains("Tested") && d.contains("hello from kube-rs"),

@@ -22,13 +22,13 @@ impl Default for BackoffPolicy {
 }
 
 impl BackoffPolicy {
-    /// The delay before the next restart, given how many back-offs happened in a row
-    /// (0 for the first restart) and how long the container last ran.
+    /// The delay before the next restart, given how many restarts happened in a row before
+    /// (0: the first restart, which is immediate) and how long the container last ran.
     pub fn delay(&self, consecutive: u32, last_run: Duration) -> Duration {
-        if last_run >= self.reset_after {
+        if last_run >= self.reset_after || consecutive == 0 {
             return Duration::ZERO;
         }
-        let factor = 1u32.checked_shl(consecutive.min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32.checked_shl((consecutive - 1).min(20)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 }
@@ -50,10 +50,11 @@ mod tests {
     fn doubles_and_caps() {
         let p = BackoffPolicy::default();
         let short = Duration::from_secs(1);
-        assert_eq!(p.delay(0, short), Duration::from_secs(10));
-        assert_eq!(p.delay(1, short), Duration::from_secs(20));
-        assert_eq!(p.delay(4, short), Duration::from_secs(160));
-        assert_eq!(p.delay(5, short), Duration::from_secs(300));
+        assert_eq!(p.delay(0, short), Duration::ZERO);
+        assert_eq!(p.delay(1, short), Duration::from_secs(10));
+        assert_eq!(p.delay(2, short), Duration::from_secs(20));
+        assert_eq!(p.delay(5, short), Duration::from_secs(160));
+        assert_eq!(p.delay(6, short), Duration::from_secs(300));
         assert_eq!(p.delay(99, short), Duration::from_secs(300));
         assert_eq!(p.delay(7, Duration::from_secs(600)), Duration::ZERO);
     }
