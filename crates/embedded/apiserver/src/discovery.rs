@@ -48,6 +48,10 @@ fn resource_v2(d: &ResourceDef) -> Value {
         subs.push(json!({"subresource": "scale", "responseKind": scale_kind(),
             "verbs": ["get", "patch", "update"]}));
     }
+    if d.extra.contains(&"eviction") {
+        subs.push(json!({"subresource": "eviction",
+            "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"}, "verbs": ["create"]}));
+    }
     if d.extra.contains(&"binding") {
         subs.push(json!({"subresource": "binding",
             "responseKind": {"group": "", "version": "", "kind": "Binding"}, "verbs": ["create"]}));
@@ -158,6 +162,12 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
             s["group"] = json!("autoscaling");
             s["version"] = json!("v1");
             out.push(s);
+        }
+        if d.extra.contains(&"eviction") {
+            let mut e = sub("eviction", "Eviction", json!(["create"]));
+            e["group"] = json!("policy");
+            e["version"] = json!("v1");
+            out.push(e);
         }
         if d.extra.contains(&"binding") {
             out.push(sub("binding", "Binding", json!(["create"])));

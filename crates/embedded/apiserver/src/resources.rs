@@ -191,7 +191,7 @@ fn builtin_table() -> Vec<B> {
             short: &["po"],
             cats: &["all"],
             status: true,
-            extra: &["binding"],
+            extra: &["binding", "eviction"],
             selectable: &[
                 "spec.nodeName",
                 "status.phase",

@@ -648,6 +648,7 @@ async fn resource(
         Some("status") if def.status => Part::Status,
         Some("scale") if def.scale.is_some() => Part::Main,
         Some("binding") if def.extra.contains(&"binding") => Part::Main,
+        Some("eviction") if def.extra.contains(&"eviction") => Part::Main,
         Some("finalize") if def.extra.contains(&"finalize") => Part::Main,
         Some(_) => return Err(ApiError::path_not_found(path)),
     };
@@ -693,6 +694,27 @@ async fn resource(
                 let v = run_write(app, ops::create(ctx.clone(), obj), dry).await?;
                 (201, present(&def, &version, v, accept))
             }
+        }
+        (Method::POST, Some(name), Some("eviction")) => {
+            // An eviction is a delete with the Eviction's options (no disruption budgets yet).
+            let eviction = decode_body(headers, &body, "Eviction")?;
+            if let Some(n) = crate::meta::meta_str(&eviction, "name")
+                && n != name
+            {
+                return Err(ApiError::bad_request(format!(
+                    "name in URL does not match name in Eviction object ({n} != {name})"
+                )));
+            }
+            let options = eviction
+                .get("deleteOptions")
+                .map(|o| serde_json::to_vec(o).unwrap_or_default())
+                .unwrap_or_default();
+            let opts = DeleteOpts::from_body(&options, None)?;
+            run_write(app, ops::delete(ctx.clone(), name, opts), dry).await?;
+            (
+                201,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            )
         }
         (Method::POST, Some(name), Some("binding")) => {
             let obj = decode_body(headers, &body, "Binding")?;

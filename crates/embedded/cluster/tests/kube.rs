@@ -665,3 +665,27 @@ async fn foreground_and_orphan_propagation() {
     assert!(d2.metadata.owner_references.is_none_or(|r| r.is_empty()));
     assert!(cms.get_opt("o2").await.expect("get").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_eviction() {
+    use k8s_openapi::api::core::v1::Pod;
+    let s = Server::start();
+    let pods: Api<Pod> = Api::default_namespaced(s.client().await);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "evictee"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create");
+    pods.evict("evictee", &kube::api::EvictParams::default())
+        .await
+        .expect("evict");
+    assert!(pods.get_opt("evictee").await.expect("get").is_none());
+    let missing = pods
+        .evict("evictee", &kube::api::EvictParams::default())
+        .await
+        .expect_err("gone");
+    assert!(matches!(missing, kube::Error::Api(s) if s.code == 404));
+}
