@@ -174,7 +174,10 @@ async fn apply(
     plan: &Plan,
     dry_run: bool,
 ) -> Result<(), kube::Error> {
-    let params = PatchParams { dry_run, ..Default::default() };
+    let params = PatchParams {
+        dry_run,
+        ..Default::default()
+    };
     if let Some(grace) = plan.vmi_grace_period {
         let merge = json!({"spec": {"terminationGracePeriodSeconds": grace}});
         vmis.patch(name, &params, &Patch::Merge(&merge)).await?;
