@@ -3,8 +3,11 @@
 //! without a cluster; `controllers` carries them out with kube-rs.
 
 pub mod conditions;
+pub mod controllers;
 pub mod instancetype;
 pub mod names;
+pub mod preset;
+pub mod selector;
 pub mod uuid;
 pub mod vm;
 pub mod vmi;
