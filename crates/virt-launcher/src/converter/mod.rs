@@ -168,6 +168,11 @@ pub fn domain_name(namespace: &str, name: &str) -> String {
     format!("{namespace}_{name}")
 }
 
+/// `(disk name, guest target)` of each disk, e.g. `("rootdisk", "vda")`.
+pub fn disk_targets(spec: &kubevirt_api::v1::VirtualMachineInstanceSpec) -> Vec<(String, String)> {
+    disks::target_names(spec)
+}
+
 /// The VMI's namespace and name, which every VMI the launcher runs must have.
 pub fn vmi_identity(vmi: &VirtualMachineInstance) -> Result<(&str, &str), ConvertError> {
     let name = vmi

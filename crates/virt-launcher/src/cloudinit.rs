@@ -1,0 +1,140 @@
+//! The contents of cloud-init data sources (pure): NoCloud (`cidata`) and ConfigDrive
+//! (`config-2`) file trees, from the VMI and the user and network data already resolved (inline,
+//! base64 or from a mounted Secret).
+
+use kubevirt_api::v1::VirtualMachineInstance;
+
+/// The ISO volume label of a NoCloud seed.
+pub const NOCLOUD_LABEL: &str = "cidata";
+/// The ISO volume label of an OpenStack config drive.
+pub const CONFIG_DRIVE_LABEL: &str = "config-2";
+
+/// User and network data of one cloud-init volume.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloudInitData {
+    pub user_data: Option<Vec<u8>>,
+    pub network_data: Option<Vec<u8>>,
+}
+
+/// The instance id: stable for the VMI's name and namespace, so per-instance modules (runcmd,
+/// users) run once for a VM, not on every start.
+pub fn instance_id(vmi: &VirtualMachineInstance) -> String {
+    let name = vmi.metadata.name.as_deref().unwrap_or_default();
+    let ns = vmi.metadata.namespace.as_deref().unwrap_or("default");
+    format!("{name}.{ns}")
+}
+
+/// The guest's hostname: `spec.hostname`, else the VMI's name.
+pub fn hostname(vmi: &VirtualMachineInstance) -> String {
+    vmi.spec
+        .hostname
+        .clone()
+        .filter(|h| !h.is_empty())
+        .or_else(|| vmi.metadata.name.clone())
+        .unwrap_or_default()
+}
+
+/// Files of a NoCloud seed: `meta-data`, `user-data` and, when given, `network-config`.
+pub fn nocloud_files(vmi: &VirtualMachineInstance, data: &CloudInitData) -> Vec<(String, Vec<u8>)> {
+    let meta = format!(
+        "instance-id: {}\nlocal-hostname: {}\n",
+        instance_id(vmi),
+        hostname(vmi)
+    );
+    let mut files = vec![
+        ("meta-data".to_string(), meta.into_bytes()),
+        (
+            "user-data".to_string(),
+            data.user_data.clone().unwrap_or_default(),
+        ),
+    ];
+    if let Some(n) = &data.network_data {
+        files.push(("network-config".to_string(), n.clone()));
+    }
+    files
+}
+
+/// Files of a config drive: `openstack/latest/meta_data.json`, `user_data` and, when given,
+/// `network_data.json`.
+pub fn config_drive_files(
+    vmi: &VirtualMachineInstance,
+    data: &CloudInitData,
+) -> Vec<(String, Vec<u8>)> {
+    let uuid = vmi.metadata.uid.clone().unwrap_or_else(|| instance_id(vmi));
+    let meta = serde_json::json!({
+        "uuid": uuid,
+        "instance_id": instance_id(vmi),
+        "hostname": hostname(vmi),
+        "name": vmi.metadata.name.clone().unwrap_or_default(),
+    });
+    let mut files = vec![(
+        "openstack/latest/meta_data.json".to_string(),
+        meta.to_string().into_bytes(),
+    )];
+    if let Some(u) = &data.user_data {
+        files.push(("openstack/latest/user_data".to_string(), u.clone()));
+    }
+    if let Some(n) = &data.network_data {
+        files.push(("openstack/latest/network_data.json".to_string(), n.clone()));
+    }
+    files
+}
+
+/// Decodes standard base64 (padding optional, whitespace ignored), for `userDataBase64` and
+/// `networkDataBase64`.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let compact: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    ENGINE.decode(compact).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmi() -> VirtualMachineInstance {
+        let mut v = VirtualMachineInstance::new("vm1", Default::default());
+        v.metadata.namespace = Some("ns1".into());
+        v.metadata.uid = Some("u-1".into());
+        v
+    }
+
+    #[test]
+    fn nocloud_has_meta_user_and_network_files() {
+        let data = CloudInitData {
+            user_data: Some(b"#cloud-config\n".to_vec()),
+            network_data: Some(b"version: 2\n".to_vec()),
+        };
+        let files = nocloud_files(&vmi(), &data);
+        let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["meta-data", "user-data", "network-config"]);
+        assert_eq!(
+            String::from_utf8_lossy(&files[0].1),
+            "instance-id: vm1.ns1\nlocal-hostname: vm1\n"
+        );
+    }
+
+    #[test]
+    fn config_drive_meta_data_is_json_with_uuid_and_hostname() {
+        let mut v = vmi();
+        v.spec.hostname = Some("h1".into());
+        let files = config_drive_files(&v, &CloudInitData::default());
+        assert_eq!(files.len(), 1);
+        let meta: serde_json::Value = serde_json::from_slice(&files[0].1).expect("json");
+        assert_eq!(meta["uuid"], "u-1");
+        assert_eq!(meta["hostname"], "h1");
+    }
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVs\nbG8h").as_deref(), Some(&b"hello!"[..]));
+        assert_eq!(decode_base64("a*b"), None);
+    }
+}

@@ -1,0 +1,760 @@
+//! The launcher proper: one VMI, its domain, and the state the gRPC calls act on.
+//!
+//! Lifecycle: Sync prepares volumes and the network, converts the VMI and starts the domain; a
+//! monitor polls libvirt's state (every 200 ms, in-process in embed mode) and publishes each
+//! change as an event; when the domain stops for good the launcher cleans up (undefines the
+//! domain, removes overlays and ISOs, stops DHCP), sends a final event with its exit code and
+//! asks `main` to exit. SIGTERM asks the guest to shut down (ACPI) and destroys it when the
+//! grace period runs out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kubevirt_api::v1::VirtualMachineInstance;
+use launcher_proto::v1::{
+    BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus, EventType, GuestInfo,
+    GuestInterface, InfoResponse, InterfaceStatus, NetStats, StateReason,
+};
+use tokio::sync::{Mutex, broadcast, watch};
+use tracing::{Instrument, info, warn};
+
+use crate::converter::{self, ConverterContext, EfiFirmware, InterfaceTarget};
+use crate::kvm::Detection;
+use crate::libvirt::Libvirt;
+use crate::network::{self, Network};
+use crate::status::{self, exit_code};
+use crate::volumes::{self, HostPaths};
+
+/// File names inside the pod's sockets directory.
+pub mod socket_names {
+    pub const LAUNCHER: &str = launcher_proto::SOCKET_NAME;
+    /// The serial console: a unix stream socket carrying the guest's ttyS0.
+    pub const SERIAL: &str = "virt-serial0";
+    /// Everything the serial console printed.
+    pub const SERIAL_LOG: &str = "virt-serial0-log";
+    /// The VNC server (RFB over a unix socket).
+    pub const VNC: &str = "virt-vnc";
+}
+
+/// How often the monitor reads the domain state.
+const POLL: Duration = Duration::from_millis(200);
+/// Consecutive failed state reads after which the launcher gives up on libvirt.
+const MAX_POLL_FAILURES: u32 = 25;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub namespace: String,
+    pub name: String,
+    /// The VMI's uid; Sync refuses a VMI with another uid when set.
+    pub uid: String,
+    pub sockets_dir: PathBuf,
+    pub scratch_dir: PathBuf,
+    pub host: HostPaths,
+    /// Grace period when the VMI gives none (or before any Sync).
+    pub default_grace: Duration,
+    pub tcg_tb_cache_mib: Option<u32>,
+    /// Where to look for OVMF (`/usr/share/OVMF`).
+    pub ovmf_dir: PathBuf,
+}
+
+/// Errors of launcher operations, mapped to gRPC codes by the server.
+#[derive(Debug, thiserror::Error)]
+pub enum LauncherError {
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    vmi: Option<VirtualMachineInstance>,
+    /// The domain was defined and started by a Sync.
+    defined: bool,
+    interfaces: Vec<InterfaceStatus>,
+    /// Tap devices by interface name (for stats).
+    taps: BTreeMap<String, String>,
+    shutdown_requested: bool,
+    network: Option<Network>,
+    /// Set once the domain stopped for good; holds the final event.
+    finished: Option<DomainEvent>,
+}
+
+pub struct Launcher {
+    cfg: Config,
+    libvirt: Arc<Libvirt>,
+    detection: Detection,
+    domain_name: String,
+    inner: Mutex<Inner>,
+    /// The last status published, to publish only changes.
+    last: std::sync::Mutex<DomainStatus>,
+    events: broadcast::Sender<DomainEvent>,
+    watchers: Arc<AtomicUsize>,
+    exit: watch::Sender<Option<i32>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Launcher {
+    pub fn new(cfg: Config, libvirt: Libvirt, detection: Detection) -> Arc<Launcher> {
+        let domain_name = converter::domain_name(&cfg.namespace, &cfg.name);
+        let (events, _) = broadcast::channel(64);
+        let (exit, _) = watch::channel(None);
+        Arc::new(Launcher {
+            cfg,
+            libvirt: Arc::new(libvirt),
+            detection,
+            domain_name,
+            inner: Mutex::new(Inner::default()),
+            last: std::sync::Mutex::new(DomainStatus::default()),
+            events,
+            watchers: Arc::new(AtomicUsize::new(0)),
+            exit,
+        })
+    }
+
+    pub fn socket_path(&self, name: &str) -> PathBuf {
+        self.cfg.sockets_dir.join(name)
+    }
+
+    /// Resolves to the exit code once the launcher should exit.
+    pub fn exit_receiver(&self) -> watch::Receiver<Option<i32>> {
+        self.exit.subscribe()
+    }
+
+    /// How many event streams are open (main waits for them to drain before exiting).
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.load(Ordering::SeqCst)
+    }
+
+    pub fn libvirt(&self) -> &Arc<Libvirt> {
+        &self.libvirt
+    }
+
+    pub fn check_uid(&self, uid: &str) -> Result<(), LauncherError> {
+        if !uid.is_empty() && !self.cfg.uid.is_empty() && uid != self.cfg.uid {
+            return Err(LauncherError::FailedPrecondition(format!(
+                "this launcher runs VMI uid {}, not {uid}",
+                self.cfg.uid
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn info(&self) -> InfoResponse {
+        let (libvirt_version, qemu_version) = self.libvirt.versions();
+        InfoResponse {
+            launcher_version: env!("CARGO_PKG_VERSION").into(),
+            libvirt_version,
+            qemu_version,
+            libvirt_mode: self.libvirt.mode().as_str().into(),
+            namespace: self.cfg.namespace.clone(),
+            name: self.cfg.name.clone(),
+            uid: self.cfg.uid.clone(),
+            domain_name: self.domain_name.clone(),
+            emulation: self.detection.accelerator == converter::Accelerator::Tcg,
+            emulation_reason: self.detection.reason.clone(),
+            serial_socket: self.socket_path(socket_names::SERIAL).display().to_string(),
+            serial_log: self
+                .socket_path(socket_names::SERIAL_LOG)
+                .display()
+                .to_string(),
+            vnc_socket: self.socket_path(socket_names::VNC).display().to_string(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Runs a blocking libvirt call off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Libvirt) -> T + Send + 'static,
+    ) -> Result<T, LauncherError> {
+        let lv = Arc::clone(&self.libvirt);
+        tokio::task::spawn_blocking(move || f(&lv))
+            .await
+            .map_err(|e| LauncherError::Internal(format!("libvirt call panicked: {e}")))
+    }
+
+    /// The live status of the domain.
+    pub async fn status(&self) -> DomainStatus {
+        let inner = self.inner.lock().await;
+        self.status_locked(&inner).await
+    }
+
+    async fn status_locked(&self, inner: &Inner) -> DomainStatus {
+        if let Some(f) = &inner.finished {
+            return f.status.clone().unwrap_or_default();
+        }
+        if !inner.defined {
+            return DomainStatus {
+                uid: self.cfg.uid.clone(),
+                ..Default::default()
+            };
+        }
+        let name = self.domain_name.clone();
+        let raw = self.blocking(move |lv| lv.state(&name)).await;
+        let (state, reason, message) = match raw {
+            Ok(Ok(Some((s, r)))) => {
+                let (s, r) = status::from_libvirt(s, r);
+                (s, r, String::new())
+            }
+            Ok(Ok(None)) => (DomainState::None, StateReason::Unknown, String::new()),
+            Ok(Err(e)) => (DomainState::NoState, StateReason::Unknown, e.to_string()),
+            Err(e) => (DomainState::NoState, StateReason::Unknown, e.to_string()),
+        };
+        let mut st = DomainStatus {
+            name: self.domain_name.clone(),
+            uid: self.cfg.uid.clone(),
+            state: state as i32,
+            reason: reason as i32,
+            message,
+            interfaces: inner.interfaces.clone(),
+            shutdown_requested: inner.shutdown_requested,
+        };
+        if matches!(reason, StateReason::Crashed | StateReason::Failed) {
+            let name = self.domain_name.clone();
+            st.message = self
+                .blocking(move |lv| lv.qemu_log_tail(&name))
+                .await
+                .unwrap_or_default();
+        }
+        st
+    }
+
+    /// Publishes `st` when it differs from the last published status.
+    fn observe(&self, st: &DomainStatus) {
+        let mut last = match self.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *last == *st {
+            return;
+        }
+        *last = st.clone();
+        info!(
+            state = ?st.state(),
+            reason = ?st.reason(),
+            message = %st.message,
+            "domain status changed"
+        );
+        let _ = self.events.send(DomainEvent {
+            r#type: EventType::Modified as i32,
+            status: Some(st.clone()),
+            timestamp_ms: now_ms(),
+            r#final: false,
+            exit_code: 0,
+        });
+    }
+
+    /// Define and start the domain for `vmi_json`, or report the running one.
+    pub async fn sync(self: &Arc<Self>, vmi_json: &[u8]) -> Result<DomainStatus, LauncherError> {
+        let vmi: VirtualMachineInstance = serde_json::from_slice(vmi_json)
+            .map_err(|e| LauncherError::InvalidArgument(format!("vmi_json: {e}")))?;
+        let (namespace, name) = converter::vmi_identity(&vmi)
+            .map_err(|e| LauncherError::InvalidArgument(e.to_string()))?;
+        if namespace != self.cfg.namespace || name != self.cfg.name {
+            return Err(LauncherError::FailedPrecondition(format!(
+                "this launcher runs {}/{}, not {namespace}/{name}",
+                self.cfg.namespace, self.cfg.name
+            )));
+        }
+        self.check_uid(vmi.metadata.uid.as_deref().unwrap_or_default())?;
+        let mut inner = self.inner.lock().await;
+        if inner.finished.is_some() {
+            return Err(LauncherError::FailedPrecondition(
+                "the domain has stopped; the launcher is exiting".into(),
+            ));
+        }
+        if inner.defined {
+            // Reconcile: nothing in a running domain follows spec changes yet, but later
+            // calls (SIGTERM's grace period) use the newest VMI.
+            inner.vmi = Some(vmi);
+            return Ok(self.status_locked(&inner).await);
+        }
+        let started = std::time::Instant::now();
+
+        // Volumes.
+        let scratch = self.cfg.scratch_dir.clone();
+        let host = self.cfg.host.clone();
+        let v = vmi.clone();
+        let prepared = tokio::task::spawn_blocking(move || volumes::prepare(&v, &host, &scratch))
+            .await
+            .map_err(|e| LauncherError::Internal(e.to_string()))?
+            .map_err(|e| LauncherError::InvalidArgument(e.to_string()));
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                volumes::cleanup(&self.cfg.scratch_dir);
+                return Err(e);
+            }
+        };
+
+        // Network.
+        let net = match network::setup(&vmi, &self.cfg.uid).await {
+            Ok(n) => n,
+            Err(e) => {
+                volumes::cleanup(&self.cfg.scratch_dir);
+                return Err(LauncherError::InvalidArgument(e.to_string()));
+            }
+        };
+        let targets: BTreeMap<String, InterfaceTarget> = net.targets();
+        let ctx = ConverterContext {
+            accelerator: self.detection.accelerator,
+            disks: prepared.disks,
+            interfaces: targets.clone(),
+            serial_socket: self.socket_path(socket_names::SERIAL),
+            serial_log: self.socket_path(socket_names::SERIAL_LOG),
+            vnc_socket: self.socket_path(socket_names::VNC),
+            efi: find_ovmf(&self.cfg.ovmf_dir),
+            nvram: self
+                .cfg
+                .scratch_dir
+                .join(format!("nvram/{}_VARS.fd", self.domain_name)),
+            kernel_boot: prepared.kernel_boot,
+            tcg_tb_cache_mib: self.cfg.tcg_tb_cache_mib,
+        };
+        let xml = match converter::domain_xml(&vmi, &ctx) {
+            Ok(x) => x,
+            Err(e) => {
+                net.teardown().await;
+                volumes::cleanup(&self.cfg.scratch_dir);
+                return Err(LauncherError::InvalidArgument(e.to_string()));
+            }
+        };
+        let paused = vmi.spec.starts_paused();
+        let x = xml.clone();
+        let res = self
+            .blocking(move |lv| lv.define_and_start(&x, paused))
+            .await?;
+        if let Err(e) = res {
+            net.teardown().await;
+            volumes::cleanup(&self.cfg.scratch_dir);
+            warn!(error = %e, "domain failed to start");
+            return Err(LauncherError::Internal(e.to_string()));
+        }
+        info!(
+            domain = %self.domain_name,
+            accelerator = ?self.detection.accelerator,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "domain started"
+        );
+        inner.taps = targets
+            .iter()
+            .map(|(k, t)| (k.clone(), t.tap.clone()))
+            .collect();
+        inner.interfaces = net.statuses();
+        inner.network = Some(net);
+        inner.vmi = Some(vmi);
+        inner.defined = true;
+        let st = self.status_locked(&inner).await;
+        drop(inner);
+        if let Ok(mut last) = self.last.lock() {
+            *last = st.clone();
+        }
+        let _ = self.events.send(DomainEvent {
+            r#type: EventType::Added as i32,
+            status: Some(st.clone()),
+            timestamp_ms: now_ms(),
+            r#final: false,
+            exit_code: 0,
+        });
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.monitor().await }.in_current_span());
+        Ok(st)
+    }
+
+    /// Polls the domain until it stops for good, publishing changes.
+    async fn monitor(self: Arc<Self>) {
+        let mut failures = 0;
+        loop {
+            tokio::time::sleep(POLL).await;
+            let st = {
+                let inner = self.inner.lock().await;
+                if inner.finished.is_some() {
+                    return;
+                }
+                self.status_locked(&inner).await
+            };
+            if st.state() == DomainState::NoState && !st.message.is_empty() {
+                failures += 1;
+                if failures >= MAX_POLL_FAILURES {
+                    warn!(error = %st.message, "libvirt does not answer; giving up");
+                    self.finish(st, exit_code::LAUNCHER_FAILURE).await;
+                    return;
+                }
+                continue;
+            }
+            failures = 0;
+            if st.state() == DomainState::None {
+                let mut st = st;
+                st.message = "the domain disappeared".into();
+                self.finish(st, exit_code::CRASHED).await;
+                return;
+            }
+            self.observe(&st);
+            if status::is_final(st.state()) {
+                let code = status::exit_code_for(st.state(), st.reason());
+                self.finish(st, code).await;
+                return;
+            }
+        }
+    }
+
+    /// Cleans up after the domain stopped, publishes the final event and asks main to exit.
+    async fn finish(&self, st: DomainStatus, code: i32) {
+        let mut inner = self.inner.lock().await;
+        if inner.finished.is_some() {
+            return;
+        }
+        info!(
+            state = ?st.state(),
+            reason = ?st.reason(),
+            message = %st.message,
+            exit_code = code,
+            "domain stopped; cleaning up"
+        );
+        if inner.defined {
+            let name = self.domain_name.clone();
+            if let Ok(Err(e)) = self
+                .blocking(move |lv| {
+                    lv.destroy(&name)?;
+                    lv.undefine(&name)
+                })
+                .await
+            {
+                warn!(error = %e, "could not undefine the domain");
+            }
+        }
+        if let Some(net) = inner.network.take() {
+            net.teardown().await;
+        }
+        volumes::cleanup(&self.cfg.scratch_dir);
+        let event = DomainEvent {
+            r#type: EventType::Modified as i32,
+            status: Some(st),
+            timestamp_ms: now_ms(),
+            r#final: true,
+            exit_code: code,
+        };
+        inner.finished = Some(event.clone());
+        drop(inner);
+        let _ = self.events.send(event);
+        let _ = self.exit.send(Some(code));
+    }
+
+    async fn require_defined(&self) -> Result<tokio::sync::MutexGuard<'_, Inner>, LauncherError> {
+        let inner = self.inner.lock().await;
+        if inner.finished.is_some() {
+            return Err(LauncherError::FailedPrecondition(
+                "the domain has stopped; the launcher is exiting".into(),
+            ));
+        }
+        if !inner.defined {
+            return Err(LauncherError::FailedPrecondition(
+                "no domain: Sync a VMI first".into(),
+            ));
+        }
+        Ok(inner)
+    }
+
+    async fn act(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Libvirt, &str) -> Result<(), crate::libvirt::LibvirtError> + Send + 'static,
+    ) -> Result<DomainStatus, LauncherError> {
+        let inner = self.require_defined().await?;
+        let name = self.domain_name.clone();
+        self.blocking(move |lv| f(lv, &name))
+            .await?
+            .map_err(|e| LauncherError::FailedPrecondition(format!("{what}: {e}")))?;
+        let st = self.status_locked(&inner).await;
+        self.observe(&st);
+        Ok(st)
+    }
+
+    pub async fn pause(&self) -> Result<DomainStatus, LauncherError> {
+        self.act("pause", |lv, n| lv.pause(n)).await
+    }
+
+    pub async fn unpause(&self) -> Result<DomainStatus, LauncherError> {
+        self.act("unpause", |lv, n| lv.resume(n)).await
+    }
+
+    pub async fn shutdown(&self) -> Result<DomainStatus, LauncherError> {
+        {
+            let mut inner = self.require_defined().await?;
+            inner.shutdown_requested = true;
+        }
+        self.act("shutdown", |lv, n| lv.shutdown(n)).await
+    }
+
+    pub async fn kill(&self) -> Result<DomainStatus, LauncherError> {
+        self.act("kill", |lv, n| lv.destroy(n)).await
+    }
+
+    /// Stops the domain if needed, removes it, and lets the launcher exit.
+    pub async fn delete(&self) -> Result<DomainStatus, LauncherError> {
+        let st = {
+            let inner = self.inner.lock().await;
+            if let Some(f) = &inner.finished {
+                return Ok(f.status.clone().unwrap_or_default());
+            }
+            if !inner.defined {
+                drop(inner);
+                self.finish(DomainStatus::default(), exit_code::GUEST_SHUTDOWN)
+                    .await;
+                return Ok(DomainStatus::default());
+            }
+            let name = self.domain_name.clone();
+            self.blocking(move |lv| lv.destroy(&name))
+                .await?
+                .map_err(|e| LauncherError::Internal(format!("delete: {e}")))?;
+            self.status_locked(&inner).await
+        };
+        self.observe(&st);
+        let code = status::exit_code_for(st.state(), st.reason());
+        self.finish(st.clone(), code).await;
+        Ok(st)
+    }
+
+    /// SIGTERM: ACPI shutdown, then destroy after the grace period.
+    pub async fn terminate(self: &Arc<Self>) {
+        let grace = {
+            let inner = self.inner.lock().await;
+            if inner.finished.is_some() {
+                return;
+            }
+            if !inner.defined {
+                drop(inner);
+                info!("terminated before any domain was started");
+                self.finish(DomainStatus::default(), exit_code::GUEST_SHUTDOWN)
+                    .await;
+                return;
+            }
+            inner
+                .vmi
+                .as_ref()
+                .and_then(|v| v.spec.termination_grace_period_seconds)
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+                .unwrap_or(self.cfg.default_grace)
+        };
+        info!(
+            grace_seconds = grace.as_secs(),
+            "terminating: asking the guest to shut down"
+        );
+        if grace.is_zero() {
+            let _ = self.kill().await;
+            return;
+        }
+        if let Err(e) = self.shutdown().await {
+            warn!(error = %e, "ACPI shutdown failed; destroying");
+            let _ = self.kill().await;
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(grace).await;
+                let active = me.status().await.state();
+                if !status::is_final(active) && me.inner.lock().await.finished.is_none() {
+                    warn!(
+                        grace_seconds = grace.as_secs(),
+                        "grace period over; destroying the domain"
+                    );
+                    let _ = me.kill().await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    pub async fn stats(&self) -> Result<DomainStats, LauncherError> {
+        let inner = self.require_defined().await?;
+        let name = self.domain_name.clone();
+        let disks: Vec<(String, String)> = inner
+            .vmi
+            .as_ref()
+            .map(|v| converter::disk_targets(&v.spec))
+            .unwrap_or_default();
+        let taps = inner.taps.clone();
+        drop(inner);
+        self.blocking(move |lv| {
+            let info = lv
+                .info(&name)
+                .map_err(|e| LauncherError::FailedPrecondition(e.to_string()))?;
+            let blocks = disks
+                .iter()
+                .filter_map(|(disk, target)| {
+                    lv.block_stats(&name, target).map(|s| BlockStats {
+                        name: disk.clone(),
+                        target: target.clone(),
+                        rd_req: s.rd_req,
+                        rd_bytes: s.rd_bytes,
+                        wr_req: s.wr_req,
+                        wr_bytes: s.wr_bytes,
+                    })
+                })
+                .collect();
+            let nets = taps
+                .iter()
+                .filter_map(|(iface, tap)| {
+                    lv.interface_stats(&name, tap).map(|s| NetStats {
+                        name: iface.clone(),
+                        tap: tap.clone(),
+                        rx_bytes: s.rx_bytes,
+                        rx_packets: s.rx_packets,
+                        tx_bytes: s.tx_bytes,
+                        tx_packets: s.tx_packets,
+                    })
+                })
+                .collect();
+            Ok(DomainStats {
+                cpu_time_ns: info.cpu_time,
+                vcpus: info.nr_virt_cpu,
+                memory_kib: info.memory,
+                rss_kib: lv.rss_kib(&name).unwrap_or_default(),
+                blocks,
+                nets,
+                timestamp_ms: now_ms(),
+            })
+        })
+        .await?
+    }
+
+    pub async fn guest_info(&self) -> Result<GuestInfo, LauncherError> {
+        drop(self.require_defined().await?);
+        let name = self.domain_name.clone();
+        self.blocking(move |lv| {
+            let run = |cmd: &str| -> Result<serde_json::Value, LauncherError> {
+                let out = lv
+                    .agent_command(&name, &format!("{{\"execute\":\"{cmd}\"}}"), 5)
+                    .map_err(|e| LauncherError::Unavailable(format!("guest agent: {e}")))?;
+                let v: serde_json::Value = serde_json::from_str(&out)
+                    .map_err(|e| LauncherError::Internal(format!("guest agent reply: {e}")))?;
+                Ok(v.get("return").cloned().unwrap_or_default())
+            };
+            let s = |v: &serde_json::Value, k: &str| {
+                v.get(k)
+                    .and_then(|x| x.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let info = run("guest-info")?;
+            let host = run("guest-get-host-name").unwrap_or_default();
+            let os = run("guest-get-osinfo").unwrap_or_default();
+            let tz = run("guest-get-timezone").unwrap_or_default();
+            let ifaces = run("guest-network-get-interfaces").unwrap_or_default();
+            let interfaces = ifaces
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|i| GuestInterface {
+                            name: s(i, "name"),
+                            mac: s(i, "hardware-address"),
+                            ips: i
+                                .get("ip-addresses")
+                                .and_then(|a| a.as_array())
+                                .map(|a| a.iter().map(|x| s(x, "ip-address")).collect())
+                                .unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(GuestInfo {
+                agent_version: s(&info, "version"),
+                hostname: s(&host, "host-name"),
+                os_id: s(&os, "id"),
+                os_name: s(&os, "name"),
+                os_version: s(&os, "version"),
+                kernel_release: s(&os, "kernel-release"),
+                timezone: s(&tz, "zone"),
+                interfaces,
+            })
+        })
+        .await?
+    }
+
+    /// A stream of events: the current status first, then every change; ends after the final
+    /// event.
+    pub async fn watch(&self) -> tokio::sync::mpsc::Receiver<DomainEvent> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut sub = self.events.subscribe();
+        let (current, finished) = {
+            let inner = self.inner.lock().await;
+            (self.status_locked(&inner).await, inner.finished.clone())
+        };
+        let guard = WatcherGuard::new(Arc::clone(&self.watchers));
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Some(f) = finished {
+                let _ = tx.send(f).await;
+                return;
+            }
+            let first = DomainEvent {
+                r#type: EventType::Current as i32,
+                status: Some(current),
+                timestamp_ms: now_ms(),
+                r#final: false,
+                exit_code: 0,
+            };
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            loop {
+                match sub.recv().await {
+                    Ok(ev) => {
+                        let last = ev.r#final;
+                        if tx.send(ev).await.is_err() || last {
+                            return;
+                        }
+                    }
+                    // A slow reader missed events; the next change brings it up to date.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Counts an open event stream for as long as it lives.
+struct WatcherGuard(Arc<AtomicUsize>);
+
+impl WatcherGuard {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        WatcherGuard(count)
+    }
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Debian's `ovmf` files, when installed.
+pub fn find_ovmf(dir: &std::path::Path) -> Option<EfiFirmware> {
+    let f = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
+    let code = f("OVMF_CODE_4M.fd").or_else(|| f("OVMF_CODE.fd"))?;
+    let vars = f("OVMF_VARS_4M.fd").or_else(|| f("OVMF_VARS.fd"))?;
+    Some(EfiFirmware {
+        code,
+        vars_template: vars,
+        secure_code: f("OVMF_CODE_4M.secboot.fd").or_else(|| f("OVMF_CODE.secboot.fd")),
+        secure_vars_template: f("OVMF_VARS_4M.ms.fd").or_else(|| f("OVMF_VARS.ms.fd")),
+    })
+}

@@ -1,0 +1,221 @@
+//! The launcher end to end, without a network: the test guest's disk as a containerDisk plus a
+//! cloudInitNoCloud seed; Sync brings the domain to Running, the serial log shows the user-data
+//! output, Pause and Unpause change the state, events stream every change, and SIGTERM stops
+//! the guest gracefully (ACPI) within the grace period with exit code 0.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Launcher, Options};
+use launcher_proto::v1::{
+    DomainRequest, DomainState, EventType, StateReason, SyncRequest, WatchRequest,
+};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boots_pauses_and_stops_gracefully_on_sigterm() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let image = kubevirt_rs_guest::GuestImage::ensure().expect("guest image");
+    let name = common::unique("vm");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000a001";
+    let mut l = Launcher::start(Options {
+        namespace: "lifecycle",
+        name: &name,
+        uid,
+        netns: None,
+        extra_args: vec![
+            "--container-disk".into(),
+            format!("containerdisk={}", image.qcow2.display()),
+        ],
+    });
+    let started = Instant::now();
+    let mut client = l.client(Duration::from_secs(60)).await;
+
+    let info = client
+        .info(launcher_proto::v1::InfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.domain_name, format!("lifecycle_{name}"));
+    assert!(info.serial_socket.ends_with("/virt-serial0"), "{info:?}");
+
+    let marker = "launcher-test-runcmd-marker";
+    let vmi = common::vmi(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": "lifecycle", "uid": uid},
+        "spec": {
+            "terminationGracePeriodSeconds": 60,
+            "domain": {
+                "devices": {
+                    "autoattachPodInterface": false,
+                    "disks": [
+                        {"name": "containerdisk", "disk": {"bus": "virtio"}},
+                        {"name": "cloudinitdisk", "disk": {"bus": "virtio"}},
+                    ],
+                },
+                "resources": {"requests": {"memory": "128Mi"}},
+            },
+            "volumes": [
+                {"name": "containerdisk", "containerDisk": {"image": "guest:latest"}},
+                {"name": "cloudinitdisk", "cloudInitNoCloud": {
+                    "userData": format!("#cloud-config\nhostname: lifecycle-vm\nruncmd:\n  - echo {marker}\n"),
+                }},
+            ],
+        },
+    }));
+
+    // Watch from the start: the stream must show every change up to the final event.
+    let mut events = client
+        .watch_events(WatchRequest { uid: uid.into() })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = events
+        .message()
+        .await
+        .expect("stream")
+        .expect("first event");
+    assert_eq!(first.r#type(), EventType::Current);
+    let collector = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(ev)) = events.message().await {
+            let last = ev.r#final;
+            all.push(ev);
+            if last {
+                break;
+            }
+        }
+        all
+    });
+
+    let status = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(&vmi).expect("json"),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
+        .into_inner();
+    assert_eq!(status.state(), DomainState::Running, "{status:?}");
+    eprintln!("launcher start to running: {:?}", started.elapsed());
+
+    // A second Sync is a no-op that reports the same domain.
+    let again = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(&vmi).expect("json"),
+        })
+        .await
+        .expect("second sync")
+        .into_inner();
+    assert_eq!(again.state(), DomainState::Running);
+
+    // The overlay sits in the scratch dir; the image itself is never written.
+    let overlay = l.scratch.join("disks/containerdisk.qcow2");
+    assert!(overlay.exists(), "no overlay at {}", overlay.display());
+
+    l.wait_serial("lifecycle-vm login:", Duration::from_secs(180))
+        .await;
+    l.wait_serial(marker, Duration::from_secs(60)).await;
+    let console = l.serial_log();
+    assert!(
+        console.contains("datasource NoCloud"),
+        "{}",
+        common::tail(&console, 30)
+    );
+
+    let paused = client
+        .pause(DomainRequest { uid: uid.into() })
+        .await
+        .expect("pause")
+        .into_inner();
+    assert_eq!(paused.state(), DomainState::Paused);
+    assert_eq!(paused.reason(), StateReason::User);
+    let got = client
+        .get_domain(DomainRequest::default())
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(got.state(), DomainState::Paused);
+    let resumed = client
+        .unpause(DomainRequest::default())
+        .await
+        .expect("unpause")
+        .into_inner();
+    assert_eq!(resumed.state(), DomainState::Running);
+    assert_eq!(resumed.reason(), StateReason::Unpaused);
+
+    let wrong = client
+        .pause(DomainRequest {
+            uid: "someone-else".into(),
+        })
+        .await;
+    assert_eq!(
+        wrong.expect_err("wrong uid").code(),
+        tonic::Code::FailedPrecondition
+    );
+
+    let stats = client
+        .get_domain_stats(DomainRequest::default())
+        .await
+        .expect("stats")
+        .into_inner();
+    assert!(stats.cpu_time_ns > 0 && stats.vcpus == 1, "{stats:?}");
+    assert!(
+        stats
+            .blocks
+            .iter()
+            .any(|b| b.name == "containerdisk" && b.rd_bytes > 0),
+        "{stats:?}"
+    );
+
+    // No guest agent in the test guest: UNAVAILABLE, not a hang or an internal error.
+    let agent = client.get_guest_info(DomainRequest::default()).await;
+    assert_eq!(
+        agent.expect_err("no agent").code(),
+        tonic::Code::Unavailable
+    );
+
+    // SIGTERM: ACPI power button, the guest powers off, the launcher exits 0.
+    let t = Instant::now();
+    l.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = l
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("launcher still running after SIGTERM:\n{}", l.log()));
+    eprintln!("SIGTERM to exit: {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(0), "launcher log:\n{}", l.log());
+    assert!(t.elapsed() < Duration::from_secs(60));
+    let console = l.serial_log();
+    assert!(
+        console.contains("ACPI power button pressed"),
+        "{}",
+        common::tail(&console, 20)
+    );
+
+    let events = collector.await.expect("collector");
+    let last = events.last().expect("a final event");
+    assert!(last.r#final, "{events:?}");
+    assert_eq!(last.exit_code, 0);
+    let st = last.status.clone().unwrap_or_default();
+    assert_eq!(
+        (st.state(), st.reason()),
+        (DomainState::Shutoff, StateReason::Shutdown)
+    );
+    let states: Vec<DomainState> = events
+        .iter()
+        .filter_map(|e| e.status.as_ref().map(|s| s.state()))
+        .collect();
+    assert!(states.contains(&DomainState::Paused), "{states:?}");
+    assert!(
+        events.iter().any(|e| e.r#type() == EventType::Added),
+        "{events:?}"
+    );
+
+    // Cleaned up: no QEMU left, no overlay.
+    assert!(l.qemu_pids().is_empty(), "QEMU still running");
+    assert!(!overlay.exists(), "overlay left behind");
+}
