@@ -845,21 +845,33 @@ fn valid_pci_address(s: &str) -> bool {
     parts.len() == 4 && hex(parts[0], 4) && hex(parts[1], 2) && hex(parts[2], 2) && hex(parts[3], 1)
 }
 
+/// `list[i] and list[j] must not have the same Name.` for every name seen before at index j.
+fn duplicate_names<'a>(names: impl Iterator<Item = &'a str>, list: &FieldPath) -> Vec<Cause> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut causes = Vec::new();
+    for (i, name) in names.enumerate() {
+        match seen.get(name) {
+            Some(j) => {
+                let at = list.index(i);
+                causes.push(Cause::new(
+                    Invalid,
+                    &at.child("name"),
+                    format!("{at} and {} must not have the same Name.", list.index(*j)),
+                ));
+            }
+            None => {
+                seen.insert(name, i);
+            }
+        }
+    }
+    causes
+}
+
 /// Checks each disk on its own and against the earlier ones.
 pub fn disks(disks: &[Disk], f: &FieldPath) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut causes = duplicate_names(disks.iter().map(|d| d.name.as_str()), f);
     for (i, d) in disks.iter().enumerate() {
         let di = f.index(i);
-        if let Some(j) = seen.get(d.name.as_str()) {
-            causes.push(Cause::new(
-                Invalid,
-                &di.child("name"),
-                format!("{di} and {} must not have the same Name.", f.index(*j)),
-            ));
-        } else {
-            seen.insert(&d.name, i);
-        }
         let dd = &d.disk_device;
         let targets = [dd.disk.is_some(), dd.lun.is_some(), dd.cdrom.is_some()]
             .iter()
@@ -1905,19 +1917,13 @@ fn cloud_init(d: &FieldPath, data: CloudInitData<'_>) -> Vec<Cause> {
 fn volumes(spec: &VirtualMachineInstanceSpec, base: &FieldPath, cfg: &ClusterConfig) -> Vec<Cause> {
     let mut causes = Vec::new();
     let vpath = base.child("volumes");
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    causes.extend(duplicate_names(
+        spec.volumes.iter().map(|v| v.name.as_str()),
+        &vpath,
+    ));
     let (mut service_accounts, mut downward_metrics, mut memory_dumps) = (0, 0, 0);
     for (i, v) in spec.volumes.iter().enumerate() {
         let vi = vpath.index(i);
-        if let Some(j) = seen.get(v.name.as_str()) {
-            causes.push(Cause::new(
-                Invalid,
-                &vi.child("name"),
-                format!("{vi} and {} must not have the same Name.", vpath.index(*j)),
-            ));
-        } else {
-            seen.insert(&v.name, i);
-        }
         let s = &v.volume_source;
         if s.data_volume.as_ref().is_some_and(|d| d.name.is_empty()) {
             causes.push(Cause::new(
