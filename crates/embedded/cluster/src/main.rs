@@ -28,6 +28,10 @@ enum Command {
         #[arg(long, default_value_t = 50_000)]
         watch_window: usize,
     },
+    /// Run an embedded node's kubelet: pods as processes in their own namespaces and cgroup.
+    Kubelet(Box<kubevirt_embedded_kubelet::Args>),
+    /// Run the embedded scheduler.
+    Scheduler(kubevirt_embedded_scheduler::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,12 +43,20 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The kubelet builds its own runtime: its shim mode must not start threads before it has
+    // entered the pod's namespaces.
+    let command = match cli.command {
+        Command::Kubelet(args) => {
+            return kubevirt_embedded_kubelet::main(*args).context("running the kubelet");
+        }
+        command => command,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Apiserver {
                 data_dir,
                 listen,
@@ -72,6 +84,10 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("apiserver stopping");
                 Ok(())
             }
+            Command::Scheduler(args) => kubevirt_embedded_scheduler::main(args)
+                .await
+                .context("running the scheduler"),
+            Command::Kubelet(_) => Ok(()),
         }
     })
 }

@@ -28,7 +28,9 @@ impl BackoffPolicy {
         if last_run >= self.reset_after || consecutive == 0 {
             return Duration::ZERO;
         }
-        let factor = 1u32.checked_shl((consecutive - 1).min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl((consecutive - 1).min(20))
+            .unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 }

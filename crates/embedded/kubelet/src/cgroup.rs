@@ -17,8 +17,13 @@ const PERIOD_US: i128 = 100_000;
 /// The hierarchy found on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cgroups {
-    V2 { base: PathBuf },
-    V1 { memory: Option<PathBuf>, cpu: Option<PathBuf> },
+    V2 {
+        base: PathBuf,
+    },
+    V1 {
+        memory: Option<PathBuf>,
+        cpu: Option<PathBuf>,
+    },
     Unavailable,
 }
 
@@ -50,7 +55,8 @@ fn rel(p: &str) -> &str {
 impl Cgroups {
     /// Detects v2 or v1 under `root` (normally `/sys/fs/cgroup`), for node `node`.
     pub fn detect(root: &Path, proc_cgroup: &str, node: &str) -> Cgroups {
-        let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         if controllers.split_whitespace().any(|c| c == "memory") {
             return Cgroups::V2 {
                 base: root.join("kubevirt-rs").join(node),
@@ -135,7 +141,9 @@ impl Cgroups {
                             }
                             procs.push(dir.join("cgroup.procs"));
                         }
-                        Err(e) => tracing::warn!(uid, error = %e, "creating the memory cgroup failed"),
+                        Err(e) => {
+                            tracing::warn!(uid, error = %e, "creating the memory cgroup failed")
+                        }
                     }
                 }
                 if let Some(base) = cpu {
@@ -143,7 +151,10 @@ impl Cgroups {
                     match std::fs::create_dir_all(&dir) {
                         Ok(()) => {
                             if let Some(c) = limits.cpu_millis {
-                                write_or_warn(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string());
+                                write_or_warn(
+                                    &dir.join("cpu.cfs_period_us"),
+                                    &PERIOD_US.to_string(),
+                                );
                                 write_or_warn(
                                     &dir.join("cpu.cfs_quota_us"),
                                     &(c * PERIOD_US / 1000).max(1000).to_string(),
@@ -204,7 +215,10 @@ mod tests {
     #[test]
     fn v1_paths_from_proc() {
         let proc = "9:name=systemd:/\n4:memory:/process_api/abc\n2:cpu,cpuacct:/\n0::/\n";
-        assert_eq!(v1_own_path(proc, "memory").as_deref(), Some("/process_api/abc"));
+        assert_eq!(
+            v1_own_path(proc, "memory").as_deref(),
+            Some("/process_api/abc")
+        );
         assert_eq!(v1_own_path(proc, "cpu").as_deref(), Some("/"));
         assert_eq!(v1_own_path(proc, "pids"), None);
     }
@@ -226,7 +240,9 @@ mod tests {
         std::fs::write(d.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
         assert_eq!(
             Cgroups::detect(d.path(), proc, "n"),
-            Cgroups::V2 { base: d.path().join("kubevirt-rs/n") }
+            Cgroups::V2 {
+                base: d.path().join("kubevirt-rs/n")
+            }
         );
     }
 }

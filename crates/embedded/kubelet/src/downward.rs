@@ -72,7 +72,9 @@ pub fn resource(pod: &Pod, default_container: &str, sel: &ResourceFieldSelector)
         "requests" => r.requests.as_ref(),
         _ => None,
     });
-    let value = res_map.and_then(|m| m.get(res)).and_then(|q| parse_milli(&q.0));
+    let value = res_map
+        .and_then(|m| m.get(res))
+        .and_then(|q| parse_milli(&q.0));
     // Unset limits default to the node's allocatable upstream; we report 0 for requests and
     // leave unset limits as 0 too (documented simplification).
     let value = value.unwrap_or(0);
@@ -98,20 +100,42 @@ mod tests {
             "spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": "1500m", "memory": "64Mi"}}}]}
         }))
         .unwrap();
-        let rt = Runtime { pod_ip: Some("10.244.1.2"), host_ip: "127.0.0.1", node_name: "n1" };
+        let rt = Runtime {
+            pod_ip: Some("10.244.1.2"),
+            host_ip: "127.0.0.1",
+            node_name: "n1",
+        };
         assert_eq!(field(&pod, "metadata.name", &rt).as_deref(), Some("p"));
-        assert_eq!(field(&pod, "metadata.labels", &rt).as_deref(), Some("a=\"1\"\nb=\"2\""));
-        assert_eq!(field(&pod, "metadata.labels['b']", &rt).as_deref(), Some("2"));
+        assert_eq!(
+            field(&pod, "metadata.labels", &rt).as_deref(),
+            Some("a=\"1\"\nb=\"2\"")
+        );
+        assert_eq!(
+            field(&pod, "metadata.labels['b']", &rt).as_deref(),
+            Some("2")
+        );
         assert_eq!(field(&pod, "spec.nodeName", &rt).as_deref(), Some("n1"));
-        assert_eq!(field(&pod, "status.podIP", &rt).as_deref(), Some("10.244.1.2"));
+        assert_eq!(
+            field(&pod, "status.podIP", &rt).as_deref(),
+            Some("10.244.1.2")
+        );
         assert_eq!(field(&pod, "bogus", &rt), None);
         let sel = |r: &str, d: Option<&str>| ResourceFieldSelector {
             container_name: None,
             resource: r.into(),
             divisor: d.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
         };
-        assert_eq!(resource(&pod, "c", &sel("limits.cpu", None)).as_deref(), Some("2"));
-        assert_eq!(resource(&pod, "c", &sel("limits.cpu", Some("1m"))).as_deref(), Some("1500"));
-        assert_eq!(resource(&pod, "c", &sel("limits.memory", Some("1Mi"))).as_deref(), Some("64"));
+        assert_eq!(
+            resource(&pod, "c", &sel("limits.cpu", None)).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            resource(&pod, "c", &sel("limits.cpu", Some("1m"))).as_deref(),
+            Some("1500")
+        );
+        assert_eq!(
+            resource(&pod, "c", &sel("limits.memory", Some("1Mi"))).as_deref(),
+            Some("64")
+        );
     }
 }

@@ -150,6 +150,9 @@ mod tests {
         assert_eq!(program_args(Some(&cmd), Some(&args)), vec!["--a", "b"]);
         assert_eq!(program_args(None, Some(&args)), vec!["b"]);
         let env = vec![("POD".to_string(), "p1".to_string())];
-        assert_eq!(expand("x=$(POD) $(NONE) $$(POD) $", &env), "x=p1 $(NONE) $(POD) $");
+        assert_eq!(
+            expand("x=$(POD) $(NONE) $$(POD) $", &env),
+            "x=p1 $(NONE) $(POD) $"
+        );
     }
 }

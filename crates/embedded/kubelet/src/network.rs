@@ -118,7 +118,12 @@ async fn ensure_netns(name: &str) -> Result<(), NetError> {
 
 async fn forward(ns: &str) -> Result<(), NetError> {
     ip(&[
-        "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
     ])
     .await
     .map(|_| ())
@@ -132,7 +137,16 @@ pub async fn ensure_node(node: &str, index: u32, fabric: &str) -> Result<NodeAdd
     if !has_link(&ns, "kvrs0").await {
         ip_idem(&["-n", &ns, "link", "add", "kvrs0", "type", "bridge"]).await?;
     }
-    ip_idem(&["-n", &ns, "addr", "add", &format!("{}/24", a.gateway), "dev", "kvrs0"]).await?;
+    ip_idem(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{}/24", a.gateway),
+        "dev",
+        "kvrs0",
+    ])
+    .await?;
     ip(&["-n", &ns, "link", "set", "kvrs0", "up"]).await?;
     forward(&ns).await?;
     // The fabric, shared by the cluster's nodes.
@@ -140,7 +154,16 @@ pub async fn ensure_node(node: &str, index: u32, fabric: &str) -> Result<NodeAdd
     if !has_link(fabric, "fab").await {
         ip_idem(&["-n", fabric, "link", "add", "fab", "type", "bridge"]).await?;
     }
-    ip_idem(&["-n", fabric, "addr", "add", "10.244.255.254/24", "dev", "fab"]).await?;
+    ip_idem(&[
+        "-n",
+        fabric,
+        "addr",
+        "add",
+        "10.244.255.254/24",
+        "dev",
+        "fab",
+    ])
+    .await?;
     ip(&["-n", fabric, "link", "set", "fab", "up"]).await?;
     forward(fabric).await?;
     let peer = format!("n{}", a.index);
@@ -154,10 +177,25 @@ pub async fn ensure_node(node: &str, index: u32, fabric: &str) -> Result<NodeAdd
         .await?;
     }
     ip(&["-n", fabric, "link", "set", &peer, "master", "fab", "up"]).await?;
-    ip_idem(&["-n", &ns, "addr", "add", &format!("{}/24", a.transit), "dev", "fab0"]).await?;
+    ip_idem(&[
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{}/24", a.transit),
+        "dev",
+        "fab0",
+    ])
+    .await?;
     ip(&["-n", &ns, "link", "set", "fab0", "up"]).await?;
     ip(&[
-        "-n", &ns, "route", "replace", "10.244.0.0/16", "via", "10.244.255.254",
+        "-n",
+        &ns,
+        "route",
+        "replace",
+        "10.244.0.0/16",
+        "via",
+        "10.244.255.254",
     ])
     .await?;
     ip(&[
@@ -192,8 +230,20 @@ pub async fn setup_pod(
         ])
         .await?;
     }
-    ip(&["-n", &node_ns, "link", "set", &veth, "master", "kvrs0", "up"]).await?;
-    ip(&["-n", &ns, "addr", "replace", &format!("{addr}/24"), "dev", "eth0"]).await?;
+    ip(&[
+        "-n", &node_ns, "link", "set", &veth, "master", "kvrs0", "up",
+    ])
+    .await?;
+    ip(&[
+        "-n",
+        &ns,
+        "addr",
+        "replace",
+        &format!("{addr}/24"),
+        "dev",
+        "eth0",
+    ])
+    .await?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"]).await?;
     ip(&[
         "-n",
@@ -229,7 +279,9 @@ pub async fn teardown_node(node: &str, index: u32, fabric: &str) {
         let _ = ip(&["-n", fabric, "route", "del", &a.cidr]).await;
         let _ = ip(&["-n", fabric, "link", "del", &format!("n{}", a.index)]).await;
     }
-    let links = ip(&["-n", fabric, "-o", "link", "show"]).await.unwrap_or_default();
+    let links = ip(&["-n", fabric, "-o", "link", "show"])
+        .await
+        .unwrap_or_default();
     let nodes_left = links.lines().any(|l| {
         l.split(':')
             .nth(1)

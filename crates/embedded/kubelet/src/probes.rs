@@ -104,16 +104,28 @@ fn in_netns<T: Send + 'static>(
     .map_err(|_| "probe thread panicked".to_string())?
 }
 
-fn http_get(addr: SocketAddr, host: &str, path: &str, headers: &[(String, String)], timeout: Duration) -> Outcome {
+fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Outcome {
     let start = Instant::now();
     let mut s = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
-        Err(e) => return Outcome::Failure(format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}")),
+        Err(e) => {
+            return Outcome::Failure(format!("Get \"http://{addr}{path}\": dial tcp {addr}: {e}"));
+        }
     };
-    let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
+    let left = timeout
+        .saturating_sub(start.elapsed())
+        .max(Duration::from_millis(10));
     let _ = s.set_read_timeout(Some(left));
     let _ = s.set_write_timeout(Some(left));
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -161,7 +173,8 @@ pub async fn run(probe: &Probe, c: &Container, pid: i32, netns: PathBuf, pod_ip:
                 b.split(|c| *c == 0)
                     .filter_map(|kv| {
                         let s = String::from_utf8_lossy(kv);
-                        s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                        s.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
                     })
                     .collect()
             })
@@ -179,7 +192,9 @@ pub async fn run(probe: &Probe, c: &Container, pid: i32, netns: PathBuf, pod_ip:
             Ok(Err(e)) => Outcome::Failure(e.to_string()),
             Ok(Ok(out)) if out.status.success() => Outcome::Success,
             Ok(Ok(out)) => Outcome::Failure(
-                String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).trim().to_string(),
+                String::from_utf8_lossy(&[out.stdout, out.stderr].concat())
+                    .trim()
+                    .to_string(),
             ),
         };
     }
@@ -202,7 +217,9 @@ pub async fn run(probe: &Probe, c: &Container, pid: i32, netns: PathBuf, pod_ip:
             .collect();
         let timeout = t.timeout;
         let fut = tokio::task::spawn_blocking(move || {
-            in_netns(netns, move || http_get(addr, &host, &path, &headers, timeout))
+            in_netns(netns, move || {
+                http_get(addr, &host, &path, &headers, timeout)
+            })
         });
         return match fut.await {
             Ok(Ok(o)) => o,
@@ -217,9 +234,11 @@ pub async fn run(probe: &Probe, c: &Container, pid: i32, netns: PathBuf, pod_ip:
         let addr = SocketAddr::new(ip, port);
         let timeout = t.timeout;
         let fut = tokio::task::spawn_blocking(move || {
-            in_netns(netns, move || match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(_) => Outcome::Success,
-                Err(e) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
+            in_netns(netns, move || {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(_) => Outcome::Success,
+                    Err(e) => Outcome::Failure(format!("dial tcp {addr}: {e}")),
+                }
             })
         });
         return match fut.await {
@@ -238,20 +257,30 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        let p: Probe = serde_json::from_value(json!({"periodSeconds": 2, "failureThreshold": 2})).unwrap();
+        let p: Probe =
+            serde_json::from_value(json!({"periodSeconds": 2, "failureThreshold": 2})).unwrap();
         let t = timing(&p);
         let now = Instant::now();
         let mut s = State::new(now, &t);
         assert_eq!(s.record(&Outcome::Failure("x".into()), &t, now), None);
-        assert_eq!(s.record(&Outcome::Failure("x".into()), &t, now), Some(false));
+        assert_eq!(
+            s.record(&Outcome::Failure("x".into()), &t, now),
+            Some(false)
+        );
         assert_eq!(s.record(&Outcome::Success, &t, now), Some(true));
         assert_eq!(s.next, now + Duration::from_secs(2));
     }
 
     #[test]
     fn named_ports() {
-        let c: Container = serde_json::from_value(json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]})).unwrap();
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Some(8080));
+        let c: Container = serde_json::from_value(
+            json!({"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &c),
+            Some(8080)
+        );
         assert_eq!(resolve_port(&IntOrString::Int(80), &c), Some(80));
         assert_eq!(resolve_port(&IntOrString::String("nope".into()), &c), None);
     }

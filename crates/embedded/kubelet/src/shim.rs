@@ -167,7 +167,9 @@ fn enter(spec: &ShimSpec, dir: &Path) -> Result<Option<PathBuf>, String> {
     for m in &spec.mounts {
         let rel = m.target.strip_prefix("/").unwrap_or(&m.target);
         let target = root.join(rel);
-        let is_dir = std::fs::metadata(&m.source).map(|md| md.is_dir()).unwrap_or(true);
+        let is_dir = std::fs::metadata(&m.source)
+            .map(|md| md.is_dir())
+            .unwrap_or(true);
         if is_dir {
             std::fs::create_dir_all(&target)
                 .map_err(|e| format!("creating mount point {}: {e}", target.display()))?;
@@ -187,7 +189,13 @@ fn enter(spec: &ShimSpec, dir: &Path) -> Result<Option<PathBuf>, String> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
-        .map_err(|e| format!("mounting {} at {}: {e}", m.source.display(), target.display()))?;
+        .map_err(|e| {
+            format!(
+                "mounting {} at {}: {e}",
+                m.source.display(),
+                target.display()
+            )
+        })?;
         if m.read_only {
             mount(
                 None::<&str>,
@@ -205,7 +213,11 @@ fn enter(spec: &ShimSpec, dir: &Path) -> Result<Option<PathBuf>, String> {
 /// Runs the shim for the attempt directory `dir` (holding `spec.json`); returns the process exit
 /// code. Never panics on bad input: failures are recorded in `exited.json`.
 pub fn main(dir: &Path) -> i32 {
-    let dirfile = match open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) {
+    let dirfile = match open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => File::from(fd),
         Err(e) => {
             eprintln!("shim: opening {}: {e}", dir.display());
@@ -237,7 +249,12 @@ pub fn main(dir: &Path) -> i32 {
     let _ = nix::unistd::setsid();
     // Stray terminal signals do not stop the shim; the kubelet signals the container itself.
     let mut blocked = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGPIPE] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
         blocked.add(s);
     }
     let _ = blocked.thread_block();

@@ -2,7 +2,7 @@
 //! reasons and messages) and container statuses. Pure: values in, values out.
 
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStatus, PodCondition, PodIP, PodStatus, HostIP,
+    ContainerState, ContainerStatus, HostIP, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -38,17 +38,27 @@ impl ContainerInfo {
     }
 
     fn exited_ok(&self) -> bool {
-        self.state.terminated.as_ref().is_some_and(|t| t.exit_code == 0)
+        self.state
+            .terminated
+            .as_ref()
+            .is_some_and(|t| t.exit_code == 0)
     }
 }
 
 /// The pod phase from its containers (Kubernetes' rules).
-pub fn phase(restart_policy: &str, init: &[ContainerInfo], containers: &[ContainerInfo]) -> &'static str {
+pub fn phase(
+    restart_policy: &str,
+    init: &[ContainerInfo],
+    containers: &[ContainerInfo],
+) -> &'static str {
     if !init.iter().all(ContainerInfo::exited_ok) {
         let failed_for_good = restart_policy == "Never"
-            && init
-                .iter()
-                .any(|c| c.state.terminated.as_ref().is_some_and(|t| t.exit_code != 0));
+            && init.iter().any(|c| {
+                c.state
+                    .terminated
+                    .as_ref()
+                    .is_some_and(|t| t.exit_code != 0)
+            });
         return if failed_for_good { "Failed" } else { "Pending" };
     }
     let (mut running, mut waiting, mut stopped, mut succeeded, mut unknown) = (0, 0, 0, 0, 0);
@@ -61,7 +71,10 @@ pub fn phase(restart_policy: &str, init: &[ContainerInfo], containers: &[Contain
                 succeeded += 1;
             }
         } else if c.state.waiting.is_some() {
-            if c.last_state.as_ref().is_some_and(|l| l.terminated.is_some()) {
+            if c.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+            {
                 stopped += 1;
             } else {
                 waiting += 1;
@@ -133,7 +146,10 @@ fn cond(
 fn names(cs: &[&ContainerInfo]) -> String {
     format!(
         "[{}]",
-        cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" ")
+        cs.iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -141,7 +157,11 @@ fn names(cs: &[&ContainerInfo]) -> String {
 pub fn pod_status(i: &StatusInput<'_>) -> PodStatus {
     let (phase, reason, message) = match &i.phase_override {
         Some((p, r, m)) => (p.to_string(), Some(r.clone()), Some(m.clone())),
-        None => (phase(i.restart_policy, i.init, i.containers).to_string(), None, None),
+        None => (
+            phase(i.restart_policy, i.init, i.containers).to_string(),
+            None,
+            None,
+        ),
     };
     let terminal = phase == "Succeeded" || phase == "Failed";
     let incomplete: Vec<&ContainerInfo> = i.init.iter().filter(|c| !c.exited_ok()).collect();
@@ -163,7 +183,10 @@ pub fn pod_status(i: &StatusInput<'_>) -> PodStatus {
             "Initialized",
             false,
             Some("ContainersNotInitialized"),
-            Some(format!("containers with incomplete status: {}", names(&incomplete))),
+            Some(format!(
+                "containers with incomplete status: {}",
+                names(&incomplete)
+            )),
         )
     });
     for type_ in ["Ready", "ContainersReady"] {
@@ -178,7 +201,10 @@ pub fn pod_status(i: &StatusInput<'_>) -> PodStatus {
                 type_,
                 false,
                 Some("ContainersNotReady"),
-                Some(format!("containers with unready status: {}", names(&unready))),
+                Some(format!(
+                    "containers with unready status: {}",
+                    names(&unready)
+                )),
             )
         });
     }
@@ -263,19 +289,42 @@ mod tests {
 
     #[test]
     fn phases() {
-        assert_eq!(phase("Always", &[], &[waiting("a", "ContainerCreating")]), "Pending");
+        assert_eq!(
+            phase("Always", &[], &[waiting("a", "ContainerCreating")]),
+            "Pending"
+        );
         assert_eq!(phase("Always", &[], &[running("a", false)]), "Running");
         assert_eq!(phase("Never", &[], &[exited("a", 0)]), "Succeeded");
-        assert_eq!(phase("Never", &[], &[exited("a", 0), exited("b", 3)]), "Failed");
+        assert_eq!(
+            phase("Never", &[], &[exited("a", 0), exited("b", 3)]),
+            "Failed"
+        );
         assert_eq!(phase("OnFailure", &[], &[exited("a", 3)]), "Running");
         assert_eq!(phase("OnFailure", &[], &[exited("a", 0)]), "Succeeded");
         assert_eq!(phase("Always", &[], &[exited("a", 0)]), "Running");
         let mut backing_off = waiting("a", "CrashLoopBackOff");
         backing_off.last_state = Some(exited("a", 1).state);
         assert_eq!(phase("Always", &[], &[backing_off]), "Running");
-        assert_eq!(phase("Always", &[running("i", false)], &[waiting("a", "PodInitializing")]), "Pending");
-        assert_eq!(phase("Never", &[exited("i", 1)], &[waiting("a", "PodInitializing")]), "Failed");
-        assert_eq!(phase("Always", &[exited("i", 0)], &[running("a", true)]), "Running");
+        assert_eq!(
+            phase(
+                "Always",
+                &[running("i", false)],
+                &[waiting("a", "PodInitializing")]
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            phase(
+                "Never",
+                &[exited("i", 1)],
+                &[waiting("a", "PodInitializing")]
+            ),
+            "Failed"
+        );
+        assert_eq!(
+            phase("Always", &[exited("i", 0)], &[running("a", true)]),
+            "Running"
+        );
     }
 
     #[test]
@@ -296,22 +345,52 @@ mod tests {
         };
         let s = pod_status(&input);
         assert_eq!(s.phase.as_deref(), Some("Running"));
-        let ready = s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [b]"));
-        assert_eq!(s.pod_ips.unwrap()[0].ip, "10.244.1.2");
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [b]")
+        );
+        assert_eq!(s.pod_ips.as_ref().unwrap()[0].ip, "10.244.1.2");
         // A later status keeps the transition time of unchanged conditions.
         let later = Timestamp::from_second(1_700_000_100).unwrap();
-        let s2 = pod_status(&StatusInput { old: Some(&s), now: later, ..input.clone() });
-        let init = s2.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Initialized").unwrap();
+        let s2 = pod_status(&StatusInput {
+            old: Some(&s),
+            now: later,
+            ..input.clone()
+        });
+        let init = s2
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Initialized")
+            .unwrap();
         assert_eq!(init.last_transition_time, Some(Time(now)));
         // Terminal pods are not ready, reason PodCompleted.
         let done = [exited("a", 0)];
-        let s3 = pod_status(&StatusInput { restart_policy: "Never", containers: &done, old: Some(&s2), now: later, ..input });
+        let s3 = pod_status(&StatusInput {
+            restart_policy: "Never",
+            containers: &done,
+            old: Some(&s2),
+            now: later,
+            ..input
+        });
         assert_eq!(s3.phase.as_deref(), Some("Succeeded"));
-        let ready = s3.conditions.unwrap().into_iter().find(|c| c.type_ == "Ready").unwrap();
+        let ready = s3
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
         assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
-        assert_eq!(ready.last_transition_time, Some(Time(later)));
+        assert_eq!(ready.last_transition_time, Some(Time(now)));
     }
 }

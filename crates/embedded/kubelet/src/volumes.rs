@@ -100,7 +100,10 @@ pub fn container_mounts(
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             let sub = sub.trim_start_matches('/');
             if sub.split('/').any(|p| p == "..") {
-                return Err(VolumeError::NoSuchVolume(format!("{} (subPath {sub})", m.name)));
+                return Err(VolumeError::NoSuchVolume(format!(
+                    "{} (subPath {sub})",
+                    m.name
+                )));
             }
             source = source.join(sub);
         }
@@ -285,7 +288,10 @@ async fn service_account_token(
     format!("{header}.{}.", b64.encode(claims.to_string()))
 }
 
-fn http_post_json(url: &str, body: &serde_json::Value) -> Result<http::Request<Vec<u8>>, http::Error> {
+fn http_post_json(
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<http::Request<Vec<u8>>, http::Error> {
     http::Request::post(url)
         .header("content-type", "application/json")
         .body(body.to_string().into_bytes())
@@ -299,10 +305,17 @@ pub struct VolumeCtx<'a> {
 }
 
 /// Materialises every volume of the pod; returns them by name.
-pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, Ready>, VolumeError> {
+pub async fn prepare(
+    ctx: &VolumeCtx<'_>,
+    pod: &Pod,
+) -> Result<BTreeMap<String, Ready>, VolumeError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut out = BTreeMap::new();
-    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
     for v in &volumes {
         let dir = volume_path(ctx.pod_dir, v);
         let ready = if let Some(ed) = &v.empty_dir {
@@ -327,7 +340,10 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
                     source: e.into(),
                 })?;
             }
-            Ready { path: dir, read_only: false }
+            Ready {
+                path: dir,
+                read_only: false,
+            }
         } else if let Some(cm) = &v.config_map {
             let dir = dir.unwrap_or_default();
             let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
@@ -335,11 +351,27 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
             let data = match api.get_opt(&cm.name).await? {
                 Some(o) => configmap_data(&o),
                 None if optional => BTreeMap::new(),
-                None => return Err(VolumeError::NotFound { kind: "configmap", name: cm.name.clone() }),
+                None => {
+                    return Err(VolumeError::NotFound {
+                        kind: "configmap",
+                        name: cm.name.clone(),
+                    });
+                }
             };
-            let files = project_keys(&data, cm.items.as_deref(), cm.default_mode, "ConfigMap", &ns, &cm.name, optional)?;
+            let files = project_keys(
+                &data,
+                cm.items.as_deref(),
+                cm.default_mode,
+                "ConfigMap",
+                &ns,
+                &cm.name,
+                optional,
+            )?;
             write_files(&dir, &files)?;
-            Ready { path: dir, read_only: true }
+            Ready {
+                path: dir,
+                read_only: true,
+            }
         } else if let Some(sec) = &v.secret {
             let dir = dir.unwrap_or_default();
             let name = sec.secret_name.clone().unwrap_or_default();
@@ -348,16 +380,40 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
             let data = match api.get_opt(&name).await? {
                 Some(o) => secret_data(&o),
                 None if optional => BTreeMap::new(),
-                None => return Err(VolumeError::NotFound { kind: "secret", name }),
+                None => {
+                    return Err(VolumeError::NotFound {
+                        kind: "secret",
+                        name,
+                    });
+                }
             };
-            let files = project_keys(&data, sec.items.as_deref(), sec.default_mode, "Secret", &ns, &name, optional)?;
+            let files = project_keys(
+                &data,
+                sec.items.as_deref(),
+                sec.default_mode,
+                "Secret",
+                &ns,
+                &name,
+                optional,
+            )?;
             write_files(&dir, &files)?;
-            Ready { path: dir, read_only: true }
+            Ready {
+                path: dir,
+                read_only: true,
+            }
         } else if let Some(da) = &v.downward_api {
             let dir = dir.unwrap_or_default();
-            let files = downward_files(pod, da.items.as_deref().unwrap_or(&[]), da.default_mode, &ctx.rt);
+            let files = downward_files(
+                pod,
+                da.items.as_deref().unwrap_or(&[]),
+                da.default_mode,
+                &ctx.rt,
+            );
             write_files(&dir, &files)?;
-            Ready { path: dir, read_only: true }
+            Ready {
+                path: dir,
+                read_only: true,
+            }
         } else if let Some(pr) = &v.projected {
             let dir = dir.unwrap_or_default();
             let mut files = Vec::new();
@@ -368,9 +424,22 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
                     let data = match api.get_opt(&cm.name).await? {
                         Some(o) => configmap_data(&o),
                         None if optional => BTreeMap::new(),
-                        None => return Err(VolumeError::NotFound { kind: "configmap", name: cm.name.clone() }),
+                        None => {
+                            return Err(VolumeError::NotFound {
+                                kind: "configmap",
+                                name: cm.name.clone(),
+                            });
+                        }
                     };
-                    files.extend(project_keys(&data, cm.items.as_deref(), pr.default_mode, "ConfigMap", &ns, &cm.name, optional)?);
+                    files.extend(project_keys(
+                        &data,
+                        cm.items.as_deref(),
+                        pr.default_mode,
+                        "ConfigMap",
+                        &ns,
+                        &cm.name,
+                        optional,
+                    )?);
                 }
                 if let Some(sec) = &src.secret {
                     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -378,12 +447,30 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
                     let data = match api.get_opt(&sec.name).await? {
                         Some(o) => secret_data(&o),
                         None if optional => BTreeMap::new(),
-                        None => return Err(VolumeError::NotFound { kind: "secret", name: sec.name.clone() }),
+                        None => {
+                            return Err(VolumeError::NotFound {
+                                kind: "secret",
+                                name: sec.name.clone(),
+                            });
+                        }
                     };
-                    files.extend(project_keys(&data, sec.items.as_deref(), pr.default_mode, "Secret", &ns, &sec.name, optional)?);
+                    files.extend(project_keys(
+                        &data,
+                        sec.items.as_deref(),
+                        pr.default_mode,
+                        "Secret",
+                        &ns,
+                        &sec.name,
+                        optional,
+                    )?);
                 }
                 if let Some(da) = &src.downward_api {
-                    files.extend(downward_files(pod, da.items.as_deref().unwrap_or(&[]), pr.default_mode, &ctx.rt));
+                    files.extend(downward_files(
+                        pod,
+                        da.items.as_deref().unwrap_or(&[]),
+                        pr.default_mode,
+                        &ctx.rt,
+                    ));
                 }
                 if let Some(tok) = &src.service_account_token {
                     let t = service_account_token(
@@ -393,38 +480,55 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
                         tok.expiration_seconds.unwrap_or(3607),
                     )
                     .await;
-                    files.push((tok.path.clone(), t.into_bytes(), pr.default_mode.unwrap_or(0o644) as u32));
+                    files.push((
+                        tok.path.clone(),
+                        t.into_bytes(),
+                        pr.default_mode.unwrap_or(0o644) as u32,
+                    ));
                 }
             }
             write_files(&dir, &files)?;
-            Ready { path: dir, read_only: true }
+            Ready {
+                path: dir,
+                read_only: true,
+            }
         } else if let Some(hp) = &v.host_path {
             let path = PathBuf::from(&hp.path);
             match hp.type_.as_deref().unwrap_or("") {
                 "DirectoryOrCreate" => std::fs::create_dir_all(&path).map_err(io(&path))?,
-                "FileOrCreate" => {
-                    if !path.exists() {
-                        if let Some(p) = path.parent() {
-                            std::fs::create_dir_all(p).map_err(io(p))?;
-                        }
-                        std::fs::File::create(&path).map_err(io(&path))?;
+                "FileOrCreate" if !path.exists() => {
+                    if let Some(p) = path.parent() {
+                        std::fs::create_dir_all(p).map_err(io(p))?;
                     }
+                    std::fs::File::create(&path).map_err(io(&path))?;
                 }
                 "Directory" if !path.is_dir() => {
-                    return Err(VolumeError::HostPathType { path: hp.path.clone(), kind: "directory".into() });
+                    return Err(VolumeError::HostPathType {
+                        path: hp.path.clone(),
+                        kind: "directory".into(),
+                    });
                 }
                 "File" if !path.is_file() => {
-                    return Err(VolumeError::HostPathType { path: hp.path.clone(), kind: "file".into() });
+                    return Err(VolumeError::HostPathType {
+                        path: hp.path.clone(),
+                        kind: "file".into(),
+                    });
                 }
                 _ => {}
             }
-            Ready { path, read_only: false }
+            Ready {
+                path,
+                read_only: false,
+            }
         } else if let Some(claim) = &v.persistent_volume_claim {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-            let pvc = pvcs.get_opt(&claim.claim_name).await?.ok_or_else(|| VolumeError::NotFound {
-                kind: "persistentvolumeclaim",
-                name: claim.claim_name.clone(),
-            })?;
+            let pvc =
+                pvcs.get_opt(&claim.claim_name)
+                    .await?
+                    .ok_or_else(|| VolumeError::NotFound {
+                        kind: "persistentvolumeclaim",
+                        name: claim.claim_name.clone(),
+                    })?;
             let pv_name = pvc
                 .spec
                 .as_ref()
@@ -432,17 +536,23 @@ pub async fn prepare(ctx: &VolumeCtx<'_>, pod: &Pod) -> Result<BTreeMap<String, 
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| VolumeError::Unbound(claim.claim_name.clone()))?;
             let pvs: Api<PersistentVolume> = Api::all(ctx.client.clone());
-            let pv = pvs.get_opt(&pv_name).await?.ok_or_else(|| VolumeError::NotFound {
-                kind: "persistentvolume",
-                name: pv_name.clone(),
-            })?;
+            let pv = pvs
+                .get_opt(&pv_name)
+                .await?
+                .ok_or_else(|| VolumeError::NotFound {
+                    kind: "persistentvolume",
+                    name: pv_name.clone(),
+                })?;
             let spec = pv.spec.unwrap_or_default();
             let path = spec
                 .local
                 .map(|l| l.path)
                 .or(spec.host_path.map(|h| h.path))
                 .ok_or_else(|| VolumeError::Unsupported(v.name.clone()))?;
-            Ready { path: PathBuf::from(path), read_only: claim.read_only.unwrap_or(false) }
+            Ready {
+                path: PathBuf::from(path),
+                read_only: claim.read_only.unwrap_or(false),
+            }
         } else {
             // containerDisk and others are not pod volumes here; an unknown kind is an error
             // only if a container mounts it.
@@ -468,10 +578,7 @@ pub fn unmount_all(pod_dir: &Path) {
 /// Is `p` a mount point (its device differs from its parent's)?
 pub fn is_mountpoint(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(a), Some(Ok(b))) = (
-        std::fs::metadata(p),
-        p.parent().map(std::fs::metadata),
-    ) else {
+    let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else {
         return false;
     };
     a.dev() != b.dev()
@@ -493,30 +600,68 @@ mod tests {
             "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"},
                              {"name": "cfg", "mountPath": "/etc/one", "subPath": "a.conf"},
                              {"name": "data", "mountPath": "/data", "readOnly": true}],
-            "volumeDevices": [{"name": "blk", "devicePath": "/dev/xvda"}]})).unwrap();
+            "volumeDevices": [{"name": "blk", "devicePath": "/dev/xvda"}]}))
+        .unwrap();
         let mut ready = BTreeMap::new();
-        ready.insert("cfg".to_string(), Ready { path: "/v/cfg".into(), read_only: true });
-        ready.insert("data".to_string(), Ready { path: "/v/data".into(), read_only: false });
-        ready.insert("blk".to_string(), Ready { path: "/s/pv/disk.img".into(), read_only: false });
+        ready.insert(
+            "cfg".to_string(),
+            Ready {
+                path: "/v/cfg".into(),
+                read_only: true,
+            },
+        );
+        ready.insert(
+            "data".to_string(),
+            Ready {
+                path: "/v/data".into(),
+                read_only: false,
+            },
+        );
+        ready.insert(
+            "blk".to_string(),
+            Ready {
+                path: "/s/pv/disk.img".into(),
+                read_only: false,
+            },
+        );
         let m = container_mounts(&c, &ready).unwrap();
         assert_eq!(m[1].source, PathBuf::from("/v/cfg/a.conf"));
         assert!(m[0].read_only && m[2].read_only);
         assert_eq!(m[3].target, PathBuf::from("/dev/xvda"));
         ready.remove("data");
-        assert!(matches!(container_mounts(&c, &ready), Err(VolumeError::NoSuchVolume(_))));
+        assert!(matches!(
+            container_mounts(&c, &ready),
+            Err(VolumeError::NoSuchVolume(_))
+        ));
     }
 
     #[test]
     fn keys_and_items() {
-        let data = BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]);
+        let data = BTreeMap::from([
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]);
         let all = project_keys(&data, None, None, "ConfigMap", "ns", "cm", false).unwrap();
         assert_eq!(all.len(), 2);
-        let items = vec![KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: Some(0o600) }];
+        let items = vec![KeyToPath {
+            key: "b".into(),
+            path: "sub/b.txt".into(),
+            mode: Some(0o600),
+        }];
         let one = project_keys(&data, Some(&items), None, "ConfigMap", "ns", "cm", false).unwrap();
         assert_eq!(one, vec![("sub/b.txt".to_string(), b"2".to_vec(), 0o600)]);
-        let missing = vec![KeyToPath { key: "z".into(), path: "z".into(), mode: None }];
-        let e = project_keys(&data, Some(&missing), None, "ConfigMap", "ns", "cm", false).unwrap_err();
+        let missing = vec![KeyToPath {
+            key: "z".into(),
+            path: "z".into(),
+            mode: None,
+        }];
+        let e =
+            project_keys(&data, Some(&missing), None, "ConfigMap", "ns", "cm", false).unwrap_err();
         assert_eq!(e.to_string(), "couldn't find key z in ConfigMap ns/cm");
-        assert!(project_keys(&data, Some(&missing), None, "ConfigMap", "ns", "cm", true).unwrap().is_empty());
+        assert!(
+            project_keys(&data, Some(&missing), None, "ConfigMap", "ns", "cm", true)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -1,0 +1,205 @@
+//! Pod lifecycle on one embedded node: Pending → Running → Succeeded/Failed, environment with
+//! downward-API fields, logs from the kubelet's endpoint, restarts with back-off, graceful
+//! termination, the Node and its Lease.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, TESTPROG, condition, container_status, phase};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_to_completion_with_env_logs_and_ip() {
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    let t0 = Instant::now();
+    c.create(json!({
+        "metadata": {"name": "hello", "labels": {"app": "x"}},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "main", "image": TESTPROG,
+            "args": ["echo", "hello $(GREETING)", "env", "stderr", "to stderr", "exit", "0"],
+            "env": [
+                {"name": "GREETING", "value": "world"},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+            ],
+            "workingDir": "/tmp"
+        }]}
+    }))
+    .await;
+    let p = c.wait("hello", 30, |p| phase(p) == "Succeeded").await;
+    eprintln!("create → Succeeded: {:?}", t0.elapsed());
+    let s = p.status.clone().expect("status");
+    let ip = s.pod_ip.clone().expect("podIP");
+    assert!(ip.starts_with("10.244.1."), "{ip}");
+    assert_eq!(s.host_ip.as_deref(), Some("127.0.0.1"));
+    let cs = container_status(&p, "main").expect("container status");
+    let t = cs.state.and_then(|s| s.terminated).expect("terminated");
+    assert_eq!(t.exit_code, 0);
+    assert_eq!(t.reason.as_deref(), Some("Completed"));
+    assert!(
+        cs.container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("kvrs://"))
+    );
+    assert_eq!(
+        condition(&p, "Ready").and_then(|c| c.reason).as_deref(),
+        Some("PodCompleted")
+    );
+    let logs = c.logs(0, "hello", "main", "");
+    assert!(logs.contains("hello world"), "{logs}");
+    assert!(logs.contains("POD_NAME=hello"), "{logs}");
+    assert!(logs.contains("POD_NS=default"), "{logs}");
+    assert!(logs.contains(&format!("NODE={node}")), "{logs}");
+    assert!(logs.contains(&format!("POD_IP={ip}")), "{logs}");
+    assert!(logs.contains(&format!(
+        "POD_UID={}",
+        p.metadata.uid.clone().unwrap_or_default()
+    )));
+    assert!(logs.contains("to stderr"), "{logs}");
+    assert_eq!(
+        c.logs(0, "hello", "main", "tailLines=1").trim(),
+        "to stderr"
+    );
+
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let n = nodes.get(&node).await.expect("node");
+    let st = n.status.expect("node status");
+    let ready = st
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.status, "True");
+    assert_eq!(
+        st.daemon_endpoints
+            .and_then(|d| d.kubelet_endpoint)
+            .map(|e| e.port),
+        Some(c.kubelet_addr(0).port() as i32)
+    );
+    assert_eq!(
+        n.metadata
+            .labels
+            .unwrap_or_default()
+            .get("kubernetes.io/hostname"),
+        Some(&node)
+    );
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
+    assert!(
+        leases
+            .get(&node)
+            .await
+            .expect("lease")
+            .spec
+            .and_then(|s| s.renew_time)
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_restarts_and_back_off() {
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    c.create(
+        json!({"metadata": {"name": "fails"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["exit", "3"]}]}}),
+    )
+    .await;
+    c.create(json!({"metadata": {"name": "crashes"}, "spec": {"restartPolicy": "Always",
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["echo", "run", "exit", "1"]}]}}))
+    .await;
+    c.create(
+        json!({"metadata": {"name": "badprog"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["no-such-step"]}]}}),
+    )
+    .await;
+    let p = c.wait("fails", 30, |p| phase(p) == "Failed").await;
+    let t = container_status(&p, "main")
+        .and_then(|s| s.state)
+        .and_then(|s| s.terminated)
+        .expect("terminated");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    // Always: restarted, then CrashLoopBackOff with the last termination kept.
+    let p = c
+        .wait("crashes", 40, |p| {
+            container_status(p, "main").is_some_and(|s| {
+                s.restart_count >= 2
+                    && s.state
+                        .as_ref()
+                        .and_then(|s| s.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+            })
+        })
+        .await;
+    assert_eq!(phase(&p), "Running");
+    let cs = container_status(&p, "main").expect("status");
+    assert_eq!(
+        cs.last_state
+            .and_then(|l| l.terminated)
+            .map(|t| t.exit_code),
+        Some(1)
+    );
+    let msg = cs
+        .state
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.message)
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("back-off ")
+            && msg.contains("restarting failed container=main pod=crashes_default"),
+        "{msg}"
+    );
+    assert!(
+        c.logs(0, "crashes", "main", "previous=true")
+            .contains("run")
+    );
+    c.wait("badprog", 30, |p| phase(p) == "Failed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_termination() {
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    c.create(json!({"metadata": {"name": "polite"}, "spec": {"terminationGracePeriodSeconds": 10,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["term-grace", "1", "echo", "up", "hang"]}]}}))
+    .await;
+    c.create(json!({"metadata": {"name": "stubborn"}, "spec": {"terminationGracePeriodSeconds": 2,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["ignore-term", "echo", "up", "hang"]}]}}))
+    .await;
+    for name in ["polite", "stubborn"] {
+        c.wait(name, 30, |p| phase(p) == "Running").await;
+    }
+    // Logs must be visible before the pod goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    c.pods()
+        .delete("polite", &DeleteParams::default())
+        .await
+        .expect("delete");
+    c.pods()
+        .delete("stubborn", &DeleteParams::default())
+        .await
+        .expect("delete");
+    c.wait_gone("polite", 15).await;
+    let polite = t0.elapsed();
+    c.wait_gone("stubborn", 15).await;
+    let stubborn = t0.elapsed();
+    eprintln!("polite gone after {polite:?}, stubborn after {stubborn:?}");
+    assert!(
+        polite >= Duration::from_millis(900) && polite < Duration::from_secs(5),
+        "{polite:?}"
+    );
+    assert!(
+        stubborn >= Duration::from_secs(2) && stubborn < Duration::from_secs(6),
+        "{stubborn:?}"
+    );
+}
