@@ -171,8 +171,14 @@ async fn always_vm_gets_an_instance_and_a_launcher_pod_and_halting_removes_them(
             .any(|v| v.name == "sockets" && v.empty_dir.is_some())
     );
 
-    let vm = wait_printable(&vms, "testvm", "Starting").await;
-    assert_eq!(vm.status.as_ref().unwrap().created, Some(true));
+    // Starting shows as soon as the VMI is created; `created` once the VMI is seen.
+    let vm = eventually("Starting with the VMI created", || async {
+        vms.get("testvm").await.ok().filter(|vm| {
+            printable(vm).as_deref() == Some("Starting")
+                && vm.status.as_ref().and_then(|s| s.created) == Some(true)
+        })
+    })
+    .await;
     assert!(
         vm.finalizers()
             .iter()
@@ -273,8 +279,17 @@ async fn manual_vm_starts_and_stops_through_state_change_requests() {
         vmi_of(&vmis, "manual").await.is_none().then_some(())
     })
     .await;
-    let vm = wait_printable(&vms, "manual", "Stopped").await;
-    assert!(vm.status.unwrap().state_change_requests.is_empty());
+    // The instance shows Stopped once final; the stop request goes once it is gone.
+    eventually("Stopped with the request trimmed", || async {
+        let vm = vms.get("manual").await.ok()?;
+        (printable(&vm).as_deref() == Some("Stopped")
+            && vm
+                .status
+                .as_ref()
+                .is_some_and(|s| s.state_change_requests.is_empty()))
+        .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
