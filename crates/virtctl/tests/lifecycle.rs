@@ -1,0 +1,151 @@
+//! virtctl start/stop/restart against virt-api's subresource API (reached directly here; through
+//! the API server once it aggregates), with upstream's messages and exit codes.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use kube::api::{Api, PostParams};
+use kubevirt_api::v1::VirtualMachine;
+
+async fn kube_client(kubeconfig: &std::path::Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+fn virtctl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_virtctl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("virtctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_stop_restart_with_upstream_messages() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = kubevirt_embedded_apiserver::server::Config::new(
+        tmp.path(),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    let apiserver = kubevirt_embedded_apiserver::server::start(cfg)
+        .await
+        .expect("apiserver");
+    let client = kube_client(&apiserver.kubeconfig).await;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in kubevirt_api::crd::all() {
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("CRD");
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/testvm.yaml"
+    ))
+    .expect("example");
+    let Some(kubevirt_api::manifest::Object::VirtualMachine(vm)) =
+        kubevirt_api::manifest::parse(&text, kubevirt_api::manifest::Strictness::Strict)
+            .expect("parses")
+            .pop()
+    else {
+        panic!("the example is a VM");
+    };
+    let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), "default");
+    let mut ok = false;
+    for _ in 0..50 {
+        if vms.create(&PostParams::default(), &vm).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ok, "VM created");
+
+    // virt-api with the subresource API, and a kubeconfig that reaches it directly.
+    let pki = kubevirt_https::SelfSigned::generate("virt-api-ca", &["localhost", "127.0.0.1"])
+        .expect("pki");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
+        client: client.clone(),
+    }));
+    let server = kubevirt_https::serve(listener, pki.server_config().expect("tls"), router);
+    let kubeconfig = tmp.path().join("virt-api.kubeconfig");
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user: {{}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: c\n"
+        ),
+    )
+    .expect("kubeconfig written");
+
+    let kc = kubeconfig.clone();
+    let run = move |args: Vec<&'static str>| {
+        let kc = kc.clone();
+        tokio::task::spawn_blocking(move || virtctl(&kc, &args))
+    };
+    let (ok, out, err) = run(vec!["start", "testvm"]).await.expect("joined");
+    assert!(ok, "{err}");
+    assert_eq!(out, "VM testvm was scheduled to start");
+    assert_eq!(
+        vms.get("testvm")
+            .await
+            .expect("vm")
+            .spec
+            .run_strategy
+            .as_deref(),
+        Some("Always")
+    );
+
+    let (ok, _, err) = run(vec!["start", "testvm"]).await.expect("joined");
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "Error starting VirtualMachine Operation cannot be fulfilled on virtualmachine.kubevirt.io \"testvm\": Always does not support manual start requests"
+    );
+    let (ok, _, err) = run(vec!["stop", "testvm", "--grace-period", "0"])
+        .await
+        .expect("joined");
+    assert!(!ok);
+    assert_eq!(err, "Must both use --force=true and set --grace-period.");
+    let (ok, out, err) = run(vec!["stop", "testvm"]).await.expect("joined");
+    assert!(ok, "{err}");
+    assert_eq!(out, "VM testvm was scheduled to stop");
+    assert_eq!(
+        vms.get("testvm")
+            .await
+            .expect("vm")
+            .spec
+            .run_strategy
+            .as_deref(),
+        Some("Halted")
+    );
+    let (ok, _, err) = run(vec!["restart", "testvm"]).await.expect("joined");
+    assert!(!ok);
+    assert!(
+        err.ends_with("RunStategy Halted does not support manual restart requests"),
+        "{err}"
+    );
+    let (ok, _, err) = run(vec!["-n", "other", "start", "testvm"])
+        .await
+        .expect("joined");
+    assert!(
+        !ok && err.starts_with("Error starting VirtualMachine"),
+        "{err}"
+    );
+    server.abort();
+    apiserver.task.abort();
+}
