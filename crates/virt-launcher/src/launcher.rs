@@ -58,6 +58,7 @@ pub struct Config {
     pub tcg_tb_cache_mib: Option<u32>,
     /// Where to look for OVMF (`/usr/share/OVMF`).
     pub ovmf_dir: PathBuf,
+    pub network: network::Options,
 }
 
 /// Errors of launcher operations, mapped to gRPC codes by the server.
@@ -302,7 +303,7 @@ impl Launcher {
         };
 
         // Network.
-        let net = match network::setup(&vmi, &self.cfg.uid).await {
+        let net = match network::setup(&vmi, &self.cfg.uid, &self.cfg.network).await {
             Ok(n) => n,
             Err(e) => {
                 volumes::cleanup(&self.cfg.scratch_dir);

@@ -83,6 +83,12 @@ struct Args {
     /// Where Debian's ovmf package puts the UEFI firmware.
     #[arg(long, default_value = "/usr/share/OVMF")]
     ovmf_dir: PathBuf,
+    /// The pod's network interface (the masquerade and bridge bindings use it).
+    #[arg(long, default_value = "eth0")]
+    pod_interface: String,
+    /// The pod's resolver configuration: the DNS servers and search domains the guest gets.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
     /// Fill --libvirt-cache (QEMU capabilities, KVM verdict) and exit; no VMI needed.
     #[arg(long)]
     warm_cache: bool,
@@ -212,6 +218,10 @@ async fn serve(args: Args, libvirt_root: PathBuf) -> anyhow::Result<i32> {
         default_grace: Duration::from_secs(args.grace_period),
         tcg_tb_cache_mib: (args.tcg_tb_cache_mib > 0).then_some(args.tcg_tb_cache_mib),
         ovmf_dir: args.ovmf_dir.clone(),
+        network: virt_launcher::network::Options {
+            pod_interface: args.pod_interface.clone(),
+            resolv_conf: args.resolv_conf.clone(),
+        },
     };
 
     // The KVM verdict and libvirt's start are independent: run them side by side.

@@ -168,6 +168,13 @@ pub fn domain_name(namespace: &str, name: &str) -> String {
     format!("{namespace}_{name}")
 }
 
+pub use devices::binding as interface_binding;
+
+/// The guest's current vCPU count (1 when the topology is invalid; conversion reports that).
+pub fn vcpus(spec: &kubevirt_api::v1::VirtualMachineInstanceSpec) -> u32 {
+    cpu::Topology::of(spec).map(|t| t.vcpus()).unwrap_or(1)
+}
+
 /// `(disk name, guest target)` of each disk, e.g. `("rootdisk", "vda")`.
 pub fn disk_targets(spec: &kubevirt_api::v1::VirtualMachineInstanceSpec) -> Vec<(String, String)> {
     disks::target_names(spec)

@@ -274,3 +274,116 @@ pub fn sh(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A pod network made of two namespaces the test owns: `node` (the node's side of the veth,
+/// 10.244.99.1/24) and `pod` (eth0 with the pod address 10.244.99.5/24 and a default route via
+/// the node side). Deleted on drop.
+pub struct PodNet {
+    pub node: String,
+    pub pod: String,
+}
+
+pub const NODE_IP: &str = "10.244.99.1";
+pub const POD_IP: &str = "10.244.99.5";
+
+impl PodNet {
+    pub fn new(mtu: u32) -> PodNet {
+        let node = unique("vln");
+        let pod = unique("vlp");
+        let net = PodNet {
+            node: node.clone(),
+            pod: pod.clone(),
+        };
+        sh(&["ip", "netns", "add", &node]);
+        sh(&["ip", "netns", "add", &pod]);
+        let veth = unique("vv");
+        sh(&[
+            "ip",
+            "-n",
+            &node,
+            "link",
+            "add",
+            &veth,
+            "mtu",
+            &mtu.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &pod,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &node,
+            "addr",
+            "add",
+            &format!("{NODE_IP}/24"),
+            "dev",
+            &veth,
+        ]);
+        sh(&["ip", "-n", &node, "link", "set", &veth, "up"]);
+        sh(&["ip", "-n", &node, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &pod,
+            "addr",
+            "add",
+            &format!("{POD_IP}/24"),
+            "dev",
+            "eth0",
+        ]);
+        sh(&["ip", "-n", &pod, "link", "set", "eth0", "up"]);
+        sh(&["ip", "-n", &pod, "link", "set", "lo", "up"]);
+        sh(&["ip", "-n", &pod, "route", "add", "default", "via", NODE_IP]);
+        net
+    }
+
+    /// Runs a command in the node namespace; its output and whether it succeeded.
+    pub fn in_node(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.node])
+            .args(args)
+            .output()
+            .expect("ip netns exec");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// Connects from the node namespace to `addr` and reads what the server says first.
+    pub fn tcp_banner(&self, addr: &str, timeout: Duration) -> std::io::Result<String> {
+        let path = format!("/var/run/netns/{}", self.node);
+        let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let ns = std::fs::File::open(&path)?;
+            // Only this thread moves into the node's namespace.
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::other)?;
+            let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+            s.set_read_timeout(Some(timeout))?;
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf)?;
+            Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .join()
+        .map_err(|_| std::io::Error::other("connect thread panicked"))?
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        for ns in [&self.pod, &self.node] {
+            let _ = Command::new("ip").args(["netns", "delete", ns]).status();
+        }
+    }
+}
