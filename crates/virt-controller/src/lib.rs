@@ -7,6 +7,7 @@ pub mod controllers;
 pub mod instancetype;
 pub mod names;
 pub mod preset;
+pub mod replicaset;
 pub mod selector;
 pub mod uuid;
 pub mod vm;

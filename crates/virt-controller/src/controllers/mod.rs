@@ -2,6 +2,7 @@
 //! every controller interested in that kind (shared watches), and each controller's reconcile
 //! carries out what the pure modules decide.
 
+pub mod replicaset;
 pub mod vm;
 pub mod vmi;
 
@@ -220,9 +221,10 @@ pub async fn run(
     });
     let vm_controller = vm::controller(ctx.clone(), &vms, &vmis);
     let vmi_controller = vmi::controller(ctx.clone(), &vmis, &pods);
+    let rs_controller = replicaset::controller(ctx.clone(), &replicasets, &vmis);
     let informers =
         futures_util::future::join4(vms.run(), vmis.run(), pods.run(), replicasets.run());
-    let controllers = futures_util::future::join(vm_controller, vmi_controller);
+    let controllers = futures_util::future::join3(vm_controller, vmi_controller, rs_controller);
     tokio::select! {
         _ = informers => {}
         _ = controllers => {}
