@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod controllers;
 pub mod instancetype;
 pub mod names;
+pub mod node;
 pub mod preset;
 pub mod replicaset;
 pub mod selector;

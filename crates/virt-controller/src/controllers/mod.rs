@@ -2,6 +2,7 @@
 //! every controller interested in that kind (shared watches), and each controller's reconcile
 //! carries out what the pure modules decide.
 
+pub mod node;
 pub mod replicaset;
 pub mod vm;
 pub mod vmi;
@@ -224,7 +225,13 @@ pub async fn run(
     let rs_controller = replicaset::controller(ctx.clone(), &replicasets, &vmis);
     let informers =
         futures_util::future::join4(vms.run(), vmis.run(), pods.run(), replicasets.run());
-    let controllers = futures_util::future::join3(vm_controller, vmi_controller, rs_controller);
+    let node_controller = node::controller(ctx.clone());
+    let controllers = futures_util::future::join4(
+        vm_controller,
+        vmi_controller,
+        rs_controller,
+        node_controller,
+    );
     tokio::select! {
         _ = informers => {}
         _ = controllers => {}
