@@ -5,6 +5,7 @@
 pub mod conditions;
 pub mod controllers;
 pub mod instancetype;
+pub mod leader;
 pub mod names;
 pub mod node;
 pub mod preset;

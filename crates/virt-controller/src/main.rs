@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use virt_controller::controllers::{self, Config};
+use virt_controller::leader::{self, LeaseConfig};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +32,15 @@ struct Cli {
     /// Seconds without a virt-handler heartbeat before a node's instances fail.
     #[arg(long, default_value_t = 300)]
     heartbeat_timeout_seconds: u64,
+    /// The namespace of the leader-election Lease (`virt-controller`).
+    #[arg(long, default_value = "kubevirt")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the host name and pid).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Run without leader election (a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,10 +86,38 @@ fn main() -> anyhow::Result<()> {
                 _ = term.recv() => {}
             }
         };
+        let mut shutdown = Box::pin(shutdown);
         tracing::info!("virt-controller starting");
-        controllers::run(client, config, shutdown)
-            .await
-            .context("running the controllers")?;
+        if cli.no_leader_election {
+            controllers::run(client, config, shutdown)
+                .await
+                .context("running the controllers")?;
+        } else {
+            let identity = cli
+                .identity
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .unwrap_or_else(|| {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_else(|_| "virt-controller".into());
+                    format!("{host}-{}", std::process::id())
+                });
+            let lease = LeaseConfig::new(&cli.lease_namespace, &identity);
+            let api: Api<Lease> = Api::namespaced(client.clone(), &lease.namespace);
+            tokio::select! {
+                _ = leader::acquire(&api, &lease) => {}
+                _ = &mut shutdown => return Ok(()),
+            }
+            tokio::select! {
+                res = controllers::run(client, config, std::future::pending()) => {
+                    res.context("running the controllers")?;
+                }
+                _ = leader::keep(&api, &lease) => {
+                    anyhow::bail!("lost leadership of lease {}/{}", lease.namespace, lease.name);
+                }
+                _ = &mut shutdown => {}
+            }
+        }
         tracing::info!("virt-controller stopping");
         Ok(())
     })
