@@ -99,7 +99,11 @@ async fn ip(args: &[&str]) -> Result<String, NetError> {
 async fn ip_idem(args: &[&str]) -> Result<(), NetError> {
     match ip(args).await {
         Ok(_) => Ok(()),
-        Err(NetError::Ip { message, .. }) if message.contains("File exists") => Ok(()),
+        Err(NetError::Ip { message, .. })
+            if message.contains("File exists") || message.contains("already assigned") =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

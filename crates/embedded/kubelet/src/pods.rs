@@ -750,6 +750,7 @@ impl Worker {
                         .get_or_insert_with(|| probes::State::new(started, &t));
                     if now >= state.next {
                         let o = probes::run(p, c, pid, sandbox.netns.clone(), &ip).await;
+                        tracing::debug!(uid = %self.uid, container = %c.name, outcome = ?o, "probe");
                         let st = self.containers.get_mut(&c.name)?;
                         let state = st.startup.as_mut()?;
                         match state.record(&o, &t, Instant::now()) {
@@ -791,6 +792,7 @@ impl Worker {
                         .get_or_insert_with(|| probes::State::new(started, &t));
                     if now >= state.next {
                         let o = probes::run(p, c, pid, sandbox.netns.clone(), &ip).await;
+                        tracing::debug!(uid = %self.uid, container = %c.name, outcome = ?o, "probe");
                         let st = self.containers.get_mut(&c.name)?;
                         let state = st.readiness.as_mut()?;
                         if let Some(r) = state.record(&o, &t, Instant::now()) {
@@ -820,6 +822,7 @@ impl Worker {
                     .get_or_insert_with(|| probes::State::new(started, &t));
                 if now >= state.next {
                     let o = probes::run(p, c, pid, sandbox.netns.clone(), &ip).await;
+                    tracing::debug!(uid = %self.uid, container = %c.name, outcome = ?o, "probe");
                     let st = self.containers.get_mut(&c.name)?;
                     let state = st.liveness.as_mut()?;
                     let verdict = state.record(&o, &t, Instant::now());

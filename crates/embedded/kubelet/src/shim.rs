@@ -247,17 +247,8 @@ pub fn main(dir: &Path) -> i32 {
     };
     // Detach from the kubelet's session: its end must not reach us.
     let _ = nix::unistd::setsid();
-    // Stray terminal signals do not stop the shim; the kubelet signals the container itself.
-    let mut blocked = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
-        blocked.add(s);
-    }
-    let _ = blocked.thread_block();
+    // No signal is blocked here: a blocked mask would be inherited by the container. The shim is
+    // in its own session, so terminal and process-group signals do not reach it.
     let private_root = match enter(&spec, dir) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -283,6 +274,7 @@ pub fn main(dir: &Path) -> i32 {
         let mut wait = SigSet::empty();
         wait.add(Signal::SIGTERM);
         wait.add(Signal::SIGINT);
+        let _ = wait.thread_block();
         let sig = wait.wait().ok();
         let _ = write_json_at(
             &dirfile,

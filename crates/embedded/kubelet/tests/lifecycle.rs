@@ -175,7 +175,12 @@ async fn graceful_termination() {
     c.create(json!({"metadata": {"name": "stubborn"}, "spec": {"terminationGracePeriodSeconds": 2,
         "containers": [{"name": "main", "image": TESTPROG, "args": ["ignore-term", "echo", "up", "hang"]}]}}))
     .await;
-    for name in ["polite", "stubborn"] {
+    c.create(
+        json!({"metadata": {"name": "plain"}, "spec": {"terminationGracePeriodSeconds": 20,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"]}]}}),
+    )
+    .await;
+    for name in ["polite", "stubborn", "plain"] {
         c.wait(name, 30, |p| phase(p) == "Running").await;
     }
     // Logs must be visible before the pod goes.

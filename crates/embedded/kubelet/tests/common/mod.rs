@@ -201,10 +201,12 @@ impl Drop for Cluster {
                 for (name, index) in nodes {
                     kubevirt_embedded_kubelet::teardown_node(&data, &name, index, &fabric).await;
                 }
-                let _ = tokio::process::Command::new("ip")
-                    .args(["netns", "del", &fabric])
-                    .status()
-                    .await;
+                if Path::new("/run/netns").join(&fabric).exists() {
+                    let _ = tokio::process::Command::new("ip")
+                        .args(["netns", "del", &fabric])
+                        .status()
+                        .await;
+                }
             });
         })
         .join();
