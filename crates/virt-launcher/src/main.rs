@@ -105,8 +105,11 @@ fn volume_path(s: &str) -> Result<(String, PathBuf), String> {
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Plain text when stderr is a file or pipe (the pod log), colours only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .init();
     let args = Args::parse();

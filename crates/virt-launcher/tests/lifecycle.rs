@@ -219,3 +219,221 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
     assert!(l.qemu_pids().is_empty(), "QEMU still running");
     assert!(!overlay.exists(), "overlay left behind");
 }
+
+fn small_vmi(
+    name: &str,
+    uid: &str,
+    grace: i64,
+    runcmd: &str,
+) -> kubevirt_api::v1::VirtualMachineInstance {
+    common::vmi(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": "lifecycle", "uid": uid},
+        "spec": {
+            "terminationGracePeriodSeconds": grace,
+            "domain": {
+                "devices": {
+                    "autoattachPodInterface": false,
+                    "disks": [
+                        {"name": "containerdisk", "disk": {"bus": "virtio"}},
+                        {"name": "cloudinitdisk", "disk": {"bus": "virtio"}},
+                    ],
+                },
+                "resources": {"requests": {"memory": "128Mi"}},
+            },
+            "volumes": [
+                {"name": "containerdisk", "containerDisk": {"image": "guest:latest"}},
+                {"name": "cloudinitdisk", "cloudInitNoCloud": {
+                    "userData": format!("#cloud-config\nruncmd:\n  - {runcmd}\n"),
+                }},
+            ],
+        },
+    }))
+}
+
+async fn started(
+    name: &str,
+    uid: &str,
+    vmi: &kubevirt_api::v1::VirtualMachineInstance,
+) -> (
+    Launcher,
+    launcher_proto::LauncherClient<tonic::transport::Channel>,
+) {
+    let image = kubevirt_rs_guest::GuestImage::ensure().expect("guest image");
+    let mut l = Launcher::start(Options {
+        namespace: "lifecycle",
+        name,
+        uid,
+        netns: None,
+        extra_args: vec![
+            "--container-disk".into(),
+            format!("containerdisk={}", image.qcow2.display()),
+        ],
+    });
+    let mut client = l.client(Duration::from_secs(60)).await;
+    let st = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(vmi).expect("json"),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
+        .into_inner();
+    assert_eq!(st.state(), DomainState::Running);
+    (l, client)
+}
+
+/// A guest that powers itself off ends the launcher with 0; a QEMU killed from outside is
+/// reported as crashed with QEMU's last words and ends it with 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_poweroff_exits_0_and_a_killed_qemu_exits_2() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let name = common::unique("off");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000a002";
+    let (mut l, _client) = started(&name, uid, &small_vmi(&name, uid, 30, "poweroff")).await;
+    let exit = l
+        .wait_exit(Duration::from_secs(180))
+        .await
+        .unwrap_or_else(|| panic!("no poweroff:\n{}", l.log()));
+    assert_eq!(exit.code(), Some(0), "{}", l.log());
+
+    let name = common::unique("crash");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000a003";
+    let (mut l, mut client) = started(&name, uid, &small_vmi(&name, uid, 30, "true")).await;
+    let mut events = client
+        .watch_events(WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let pids = l.qemu_pids();
+    assert_eq!(pids.len(), 1, "expected one QEMU: {pids:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill QEMU");
+    let exit = l
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("launcher did not notice:\n{}", l.log()));
+    assert_eq!(exit.code(), Some(2), "{}", l.log());
+    let mut last = None;
+    while let Ok(Some(ev)) = events.message().await {
+        last = Some(ev);
+    }
+    let last = last.expect("events");
+    assert!(last.r#final && last.exit_code == 2, "{last:?}");
+    let st = last.status.unwrap_or_default();
+    assert_eq!(
+        (st.state(), st.reason()),
+        (DomainState::Shutoff, StateReason::Crashed),
+        "{st:?}"
+    );
+    assert!(
+        !st.message.is_empty(),
+        "no reason given for the crash: {st:?}"
+    );
+}
+
+/// A guest that ignores the ACPI request (its acpid is gone) is destroyed when the grace
+/// period runs out: exit code 3, reason Destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_destroys_after_the_grace_period() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let name = common::unique("grace");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000a004";
+    let vmi = small_vmi(&name, uid, 3, "killall acpid && echo acpid-stopped");
+    let (mut l, mut client) = started(&name, uid, &vmi).await;
+    l.wait_serial("acpid-stopped", Duration::from_secs(180))
+        .await;
+    let mut events = client
+        .watch_events(WatchRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let t = Instant::now();
+    l.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = l
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("not destroyed:\n{}", l.log()));
+    let took = t.elapsed();
+    assert_eq!(exit.code(), Some(3), "{}", l.log());
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(15),
+        "took {took:?}"
+    );
+    let mut last = None;
+    while let Ok(Some(ev)) = events.message().await {
+        last = Some(ev);
+    }
+    let st = last.and_then(|e| e.status).unwrap_or_default();
+    assert_eq!(
+        (st.state(), st.reason()),
+        (DomainState::Shutoff, StateReason::Destroyed)
+    );
+    assert!(st.shutdown_requested, "{st:?}");
+}
+
+/// The daemon way of running libvirt (a private libvirtd in a private mount namespace) runs
+/// the same domain; Kill ends the launcher with 3 and takes the daemon along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_mode_runs_the_domain_and_stops_its_libvirtd() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let image = kubevirt_rs_guest::GuestImage::ensure().expect("guest image");
+    let name = common::unique("daemon");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000a005";
+    let mut l = Launcher::start(Options {
+        namespace: "lifecycle",
+        name: &name,
+        uid,
+        netns: None,
+        extra_args: vec![
+            "--libvirt-mode".into(),
+            "daemon".into(),
+            "--container-disk".into(),
+            format!("containerdisk={}", image.qcow2.display()),
+        ],
+    });
+    let mut client = l.client(Duration::from_secs(60)).await;
+    let info = client
+        .info(launcher_proto::v1::InfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.libvirt_mode, "daemon");
+    let vmi = small_vmi(&name, uid, 30, "true");
+    let st = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(&vmi).expect("json"),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
+        .into_inner();
+    assert_eq!(st.state(), DomainState::Running);
+    let launcher_pid = l.pid().expect("pid");
+    let daemons = common::children_named(launcher_pid, "libvirtd");
+    assert_eq!(daemons.len(), 1, "expected the launcher's own libvirtd");
+    client.kill(DomainRequest::default()).await.expect("kill");
+    let exit = l
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("launcher did not exit:\n{}", l.log()));
+    assert_eq!(exit.code(), Some(3), "{}", l.log());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", daemons[0])).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", daemons[0]))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "libvirtd outlived its launcher"
+    );
+    assert!(l.qemu_pids().is_empty());
+}

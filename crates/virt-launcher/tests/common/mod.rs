@@ -232,6 +232,13 @@ pub fn pids_mentioning(path: &Path) -> Vec<u32> {
 impl Drop for Launcher {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // A daemon-mode launcher's libvirtd would outlive it.
+            for pid in children_named(c.id(), "libvirtd") {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -386,4 +393,32 @@ impl Drop for PodNet {
             let _ = Command::new("ip").args(["netns", "delete", ns]).status();
         }
     }
+}
+
+/// Children of `pid` whose command name is `comm`.
+pub fn children_named(pid: u32, comm: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u32>().ok());
+        if name == comm && ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
