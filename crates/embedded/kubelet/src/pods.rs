@@ -625,6 +625,7 @@ impl Worker {
                     .join(format!("{}.previous.log", c.name)),
             );
         }
+        let listen_socket = rootfs.as_ref().and_then(|_| copy_path_socket(&args));
         let spec = ShimSpec {
             program,
             args,
@@ -639,6 +640,7 @@ impl Worker {
                     .unwrap_or_default(),
             ),
             mounts,
+            listen_socket,
             rootfs,
             cgroup_procs: sandbox.cgroup_procs.clone(),
             log,
@@ -1202,6 +1204,12 @@ impl Worker {
         }
         Ok(env)
     }
+}
+
+/// `P.sock` for a data container started as upstream's `container-disk --copy-path P`.
+pub fn copy_path_socket(args: &[String]) -> Option<PathBuf> {
+    let i = args.iter().position(|a| a == "--copy-path")?;
+    args.get(i + 1).map(|p| PathBuf::from(format!("{p}.sock")))
 }
 
 /// Pod-level limits: the sum of the containers' limits (when every container sets one).

@@ -49,6 +49,11 @@ pub struct ShimSpec {
     pub mounts: Vec<BindMount>,
     /// Root directory of a data container (the extracted image).
     pub rootfs: Option<PathBuf>,
+    /// A unix socket the data container's placeholder listens on (a path inside the container),
+    /// as upstream's `container-disk --copy-path P` does at `P.sock`: virt-handler finds the
+    /// container's process from its peer credentials.
+    #[serde(default)]
+    pub listen_socket: Option<PathBuf>,
     /// `cgroup.procs` files to join.
     pub cgroup_procs: Vec<PathBuf>,
     pub log: PathBuf,
@@ -262,6 +267,41 @@ pub fn main(dir: &Path) -> i32 {
     };
     let Some(program) = &spec.program else {
         // Data container: this process is the container; its root is the image's filesystem.
+        let listener = match &spec.listen_socket {
+            Some(sock) => {
+                let root = private_root.clone().unwrap_or_else(|| PathBuf::from("/"));
+                let path = root.join(sock.strip_prefix("/").unwrap_or(sock));
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::fs::remove_file(&path);
+                // Bind by a relative name from its directory: socket paths are limited to 108
+                // bytes and the container's root is deep in the kubelet's directory.
+                let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+                if let Some(parent) = path.parent()
+                    && let Err(e) = nix::unistd::chdir(parent)
+                {
+                    return fail(format!("chdir {}: {e}", parent.display()));
+                }
+                match std::os::unix::net::UnixListener::bind(&name) {
+                    Ok(l) => Some(l),
+                    Err(e) => return fail(format!("listening on {}: {e}", path.display())),
+                }
+            }
+            None => None,
+        };
+        let mut wait = SigSet::empty();
+        wait.add(Signal::SIGTERM);
+        wait.add(Signal::SIGINT);
+        // Blocked before any thread starts, so every thread keeps them for sigwait below.
+        let _ = wait.thread_block();
+        if let Some(l) = listener {
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    drop(conn);
+                }
+            });
+        }
         if let Err(e) = write_json_at(&dirfile, STARTED, &started(shim_pid)) {
             return fail(format!("writing {STARTED}: {e}"));
         }
@@ -271,10 +311,6 @@ pub fn main(dir: &Path) -> i32 {
             }
             let _ = nix::unistd::chdir("/");
         }
-        let mut wait = SigSet::empty();
-        wait.add(Signal::SIGTERM);
-        wait.add(Signal::SIGINT);
-        let _ = wait.thread_block();
         let sig = wait.wait().ok();
         let _ = write_json_at(
             &dirfile,

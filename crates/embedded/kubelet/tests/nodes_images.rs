@@ -91,8 +91,12 @@ async fn container_disk_pull_and_image_pull_back_off() {
     c.create(
         json!({"metadata": {"name": "vmi-like"}, "spec": {"containers": [
             {"name": "compute", "image": TESTPROG, "args": ["hang"]},
-            {"name": "volumecontainerdisk", "image": image, "imagePullPolicy": "IfNotPresent"}
-        ]}}),
+            {"name": "volumecontainerdisk", "image": image, "imagePullPolicy": "IfNotPresent",
+                "command": ["/usr/bin/container-disk"],
+                "args": ["--copy-path", "/var/run/kubevirt-ephemeral-disks/container-disk-data/u1/disk_0"],
+                "volumeMounts": [{"name": "container-disks",
+                    "mountPath": "/var/run/kubevirt-ephemeral-disks/container-disk-data/u1"}]}
+        ], "volumes": [{"name": "container-disks", "emptyDir": {}}]}}),
     )
     .await;
     let p = c.wait("vmi-like", 120, |p| phase(p) == "Running").await;
@@ -108,11 +112,28 @@ async fn container_disk_pull_and_image_pull_back_off() {
         .as_deref()
         .and_then(|id| id.strip_prefix("kvrs://"))
         .and_then(|p| p.parse().ok())
-        .expect("kvrs:// container id");
+        .unwrap_or_else(|| panic!("no kvrs:// container id: {cs:?}"));
     let disk = format!("/proc/{pid}/root/disk/guest.qcow2");
     let size = std::fs::metadata(&disk).map(|m| m.len()).unwrap_or(0);
     assert!(size > 1 << 20, "{disk}: {size} bytes");
     assert!(std::path::Path::new(&format!("/proc/{pid}/root/boot/vmlinuz")).exists());
+    // As upstream's container-disk, the placeholder listens on `<copy-path>.sock`, in the
+    // emptyDir shared with the node; its peer is the container's process.
+    let uid = p.metadata.uid.clone().expect("uid");
+    let sock = c
+        .dir
+        .path()
+        .join("nodes")
+        .join(c.node_name(0))
+        .join("kubelet/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/container-disks/disk_0.sock");
+    // (relative to its directory: the full path is longer than a socket address allows)
+    std::env::set_current_dir(sock.parent().expect("dir")).expect("chdir");
+    let conn =
+        std::os::unix::net::UnixStream::connect("disk_0.sock").expect("container-disk socket");
+    std::env::set_current_dir("/").expect("chdir /");
+    drop(conn);
     // Layers are cached by digest and the image extracted once.
     let blobs = c.dir.path().join("images/blobs/sha256");
     assert!(std::fs::read_dir(&blobs).map(|d| d.count()).unwrap_or(0) >= 1);

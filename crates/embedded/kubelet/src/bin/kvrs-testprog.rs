@@ -41,7 +41,13 @@ fn serve(port: u16, health: Arc<Mutex<Option<PathBuf>>>) {
             std::thread::spawn(move || {
                 let mut s = s;
                 let mut line = String::new();
-                let _ = BufReader::new(&s).read_line(&mut line);
+                let mut reader = BufReader::new(&s);
+                let _ = reader.read_line(&mut line);
+                // Read the headers too: closing with unread input would reset the connection.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                    header.clear();
+                }
                 let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
                 let host = nix::unistd::gethostname()
                     .map(|h| h.to_string_lossy().into_owned())
@@ -73,11 +79,8 @@ fn serve(port: u16, health: Arc<Mutex<Option<PathBuf>>>) {
 fn get(addr: &str) -> Result<String, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
