@@ -117,7 +117,8 @@ fn all() -> &'static Schemas {
     CELL.get_or_init(|| {
         use k8s_openapi::api::{
             admissionregistration::v1 as adm, apps::v1 as apps, coordination::v1 as coord,
-            core::v1 as core, events::v1 as events, rbac::v1 as rbac, storage::v1 as storage,
+            core::v1 as core, discovery::v1 as disc, events::v1 as events, rbac::v1 as rbac,
+            storage::v1 as storage,
         };
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as ext;
         use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as reg;
@@ -153,6 +154,11 @@ fn all() -> &'static Schemas {
             gen_schema::<storage::StorageClass>(),
         );
         add("coordination.k8s.io", "Lease", gen_schema::<coord::Lease>());
+        add(
+            "discovery.k8s.io",
+            "EndpointSlice",
+            gen_schema::<disc::EndpointSlice>(),
+        );
         add("apps", "Deployment", gen_schema::<apps::Deployment>());
         add("apps", "DaemonSet", gen_schema::<apps::DaemonSet>());
         add("apps", "ReplicaSet", gen_schema::<apps::ReplicaSet>());

@@ -9,7 +9,10 @@
 //! documents) lives in modules that take and return values; [`store`] and [`server`] are the I/O
 //! edges.
 
+pub mod admission;
+pub mod admit;
 pub mod apply;
+pub mod auth;
 pub mod builtin_schema;
 pub mod controllers;
 pub mod convert;
@@ -29,6 +32,7 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod upstream;
 pub mod version;
 pub mod watch;
 

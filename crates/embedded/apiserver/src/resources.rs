@@ -268,6 +268,13 @@ fn builtin_table() -> Vec<B> {
             )
         },
         b("coordination.k8s.io", "v1", "leases", "Lease", true),
+        b(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        ),
         B {
             short: &["deploy"],
             cats: &["all"],

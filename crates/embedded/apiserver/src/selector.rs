@@ -193,6 +193,66 @@ impl LabelSelector {
     }
 }
 
+impl LabelSelector {
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`); an absent or null
+    /// selector, like `{}`, matches everything.
+    pub fn from_object(v: Option<&serde_json::Value>) -> Result<Self, String> {
+        use serde_json::Value;
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            return Ok(LabelSelector::default());
+        };
+        let Some(m) = v.as_object() else {
+            return Err("a label selector must be an object".to_string());
+        };
+        let mut reqs = Vec::new();
+        if let Some(labels) = m.get("matchLabels").filter(|l| !l.is_null()) {
+            let Some(labels) = labels.as_object() else {
+                return Err("matchLabels must be a map of strings".to_string());
+            };
+            for (k, v) in labels {
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels.{k} must be a string"))?;
+                reqs.push(LabelReq::Eq(check_key(k)?, check_value(v)?));
+            }
+        }
+        if let Some(exprs) = m.get("matchExpressions").filter(|l| !l.is_null()) {
+            let Some(exprs) = exprs.as_array() else {
+                return Err("matchExpressions must be a list".to_string());
+            };
+            for e in exprs {
+                let key = check_key(e.get("key").and_then(Value::as_str).unwrap_or(""))?;
+                let values: Vec<String> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
+                reqs.push(match op {
+                    "In" | "NotIn" if values.is_empty() => {
+                        return Err(format!("for '{op}' operator, values set can't be empty"));
+                    }
+                    "In" => LabelReq::In(key, values),
+                    "NotIn" => LabelReq::NotIn(key, values),
+                    "Exists" => LabelReq::Exists(key),
+                    "DoesNotExist" => LabelReq::NotExists(key),
+                    other => {
+                        return Err(format!(
+                            "\"{other}\" is not a valid label selector operator"
+                        ));
+                    }
+                });
+            }
+        }
+        Ok(LabelSelector(reqs))
+    }
+}
+
 impl FieldSelector {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
@@ -296,6 +356,31 @@ mod tests {
         assert!(m("missing!=db"));
         assert!(!m("missing"));
         assert!(m(""));
+    }
+
+    #[test]
+    fn selector_objects() {
+        let l = labels(&[("app", "a"), ("tier", "web")]);
+        let sel = |v: serde_json::Value| LabelSelector::from_object(Some(&v));
+        let m = |v: serde_json::Value| sel(v).expect("valid").matches(&l);
+        assert!(m(serde_json::json!({})));
+        assert!(m(serde_json::json!({"matchLabels": {"app": "a"}})));
+        assert!(!m(serde_json::json!({"matchLabels": {"app": "b"}})));
+        assert!(m(serde_json::json!({"matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["web", "db"]},
+            {"key": "x", "operator": "DoesNotExist"}]})));
+        assert!(!m(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["a"]}]})
+        ));
+        assert!(LabelSelector::from_object(None).expect("none").is_empty());
+        assert!(
+            sel(serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In"}]})).is_err()
+        );
+        assert!(
+            sel(serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Near"}]}))
+                .is_err()
+        );
+        assert!(sel(serde_json::json!([1])).is_err());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct App {
     address: String,
     /// The cluster CA (PEM), published in every namespace as `kube-root-ca.crt`.
     pub ca_pem: String,
+    /// Parsed admission webhook configurations.
+    pub hooks: crate::admit::HookCache,
 }
 
 impl App {
@@ -137,6 +139,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         address: addr.to_string(),
         ca_pem: std::fs::read_to_string(pki.path("ca.crt"))
             .map_err(|e| Error::io(pki.path("ca.crt").display().to_string(), e))?,
+        hooks: Default::default(),
     });
     app.refresh_registry();
     crate::controllers::bootstrap(&app).await?;
@@ -486,7 +489,8 @@ async fn route(
         _ => None,
     }
     .ok_or_else(|| ApiError::path_not_found(path))?;
-    resource(app, method, path, rp, q, headers, body).await
+    let user = crate::auth::User::new("admin", &[crate::auth::MASTERS]);
+    resource(app, method, path, rp, q, headers, body, &user).await
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
@@ -517,6 +521,11 @@ async fn run_write(app: &App, f: TxFn, dry: bool) -> Result<Value, ApiError> {
     } else {
         app.store.write(f).await
     }
+}
+
+/// The stored object as a client of `version` sees it (JSON).
+pub(crate) fn present_json(def: &ResourceDef, version: &str, v: Value) -> Value {
+    present(def, version, v, Accept::Json)
 }
 
 /// Rewrites the stored apiVersion to the one requested and renders per Accept.
@@ -592,6 +601,7 @@ fn body_content_type(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource(
     app: &Arc<App>,
     method: &Method,
@@ -600,6 +610,7 @@ async fn resource(
     q: &Query,
     headers: &HeaderMap,
     body: Bytes,
+    user: &crate::auth::User,
 ) -> Result<Response, ApiError> {
     let reg = app.registry();
     let def = reg
@@ -653,6 +664,23 @@ async fn resource(
         Some(_) => return Err(ApiError::path_not_found(path)),
     };
     let is_crd = def.gr() == ops::CRDS;
+    // Admission webhooks see writes; `hooked` says whether any configured webhook could match.
+    let attrs = crate::admission::Attributes {
+        gvr: crate::admission::Gvr {
+            group: def.group.clone(),
+            version: version.clone(),
+            resource: def.resource.clone(),
+            subresource: sub.unwrap_or("").to_string(),
+        },
+        kind: (def.group.clone(), version.clone(), def.kind.clone()),
+        operation: crate::admission::Operation::Create,
+        namespace: ns.clone(),
+        namespaced: def.namespaced,
+        name: rp.name.clone().unwrap_or_default(),
+        dry_run: dry,
+        equivalent_versions: def.versions.iter().map(|v| v.name.clone()).collect(),
+    };
+    let hooked = *method != Method::GET && crate::admit::any_for(app, &attrs);
     let (code, value) = match (method.clone(), rp.name.clone(), sub) {
         (Method::GET, None, None) => {
             if q.flag("watch") {
@@ -691,13 +719,45 @@ async fn resource(
             } else {
                 ops::check_type_meta(&def, &version, &mut obj)?;
                 let obj = crate::convert::from_view(def.view, obj);
-                let v = run_write(app, ops::create(ctx.clone(), obj), dry).await?;
+                let v = if hooked {
+                    let c = ctx.clone();
+                    crate::admit::write(
+                        app,
+                        &ctx,
+                        &def,
+                        &attrs,
+                        user,
+                        crate::admit::Write::Create,
+                        &move || ops::create(c.clone(), obj.clone()),
+                        dry,
+                        &mut warnings,
+                    )
+                    .await?
+                } else {
+                    run_write(app, ops::create(ctx.clone(), obj), dry).await?
+                };
                 (201, present(&def, &version, v, accept))
             }
         }
         (Method::POST, Some(name), Some("eviction")) => {
             // An eviction is a delete with the Eviction's options (no disruption budgets yet).
-            let eviction = decode_body(headers, &body, "Eviction")?;
+            let mut eviction = decode_body(headers, &body, "Eviction")?;
+            if hooked {
+                let mut a = attrs.clone();
+                a.kind = ("policy".into(), "v1".into(), "Eviction".into());
+                eviction = crate::admit::run(
+                    app,
+                    &def,
+                    &a,
+                    user,
+                    Some(eviction),
+                    None,
+                    json!({}),
+                    &mut warnings,
+                )
+                .await?
+                .unwrap_or_default();
+            }
             if let Some(n) = crate::meta::meta_str(&eviction, "name")
                 && n != name
             {
@@ -717,7 +777,23 @@ async fn resource(
             )
         }
         (Method::POST, Some(name), Some("binding")) => {
-            let obj = decode_body(headers, &body, "Binding")?;
+            let mut obj = decode_body(headers, &body, "Binding")?;
+            if hooked {
+                let mut a = attrs.clone();
+                a.kind = (String::new(), "v1".into(), "Binding".into());
+                obj = crate::admit::run(
+                    app,
+                    &def,
+                    &a,
+                    user,
+                    Some(obj),
+                    None,
+                    json!({}),
+                    &mut warnings,
+                )
+                .await?
+                .unwrap_or_default();
+            }
             (
                 201,
                 run_write(app, ops::bind(ctx.clone(), name, obj), dry).await?,
@@ -734,7 +810,30 @@ async fn resource(
             let mut obj = decode_body(headers, &body, &def.kind)?;
             ops::check_type_meta(&def, &version, &mut obj)?;
             let obj = crate::convert::from_view(def.view, obj);
-            let v = run_write(app, ops::update(ctx.clone(), name, obj, part), dry).await?;
+            let v = if hooked {
+                let retry =
+                    crate::meta::meta_str(&obj, "resourceVersion").is_none_or(str::is_empty);
+                let c = ctx.clone();
+                let n = name.clone();
+                crate::admit::write(
+                    app,
+                    &ctx,
+                    &def,
+                    &attrs,
+                    user,
+                    crate::admit::Write::Update {
+                        name: name.clone(),
+                        part,
+                        retry,
+                    },
+                    &move || ops::update(c.clone(), n.clone(), obj.clone(), part),
+                    dry,
+                    &mut warnings,
+                )
+                .await?
+            } else {
+                run_write(app, ops::update(ctx.clone(), name, obj, part), dry).await?
+            };
             (200, present(&def, &version, v, accept))
         }
         (Method::PATCH, Some(name), None | Some("status") | Some("scale")) => {
@@ -768,12 +867,33 @@ async fn resource(
                         .read()
                         .get(&def.gr(), &object_key(&ns, &name))
                         .is_none();
-                let v = run_write(
-                    app,
-                    ops::patch(ctx.clone(), name, ty, patch_body, part),
-                    dry,
-                )
-                .await?;
+                let v = if hooked {
+                    let c = ctx.clone();
+                    let n = name.clone();
+                    crate::admit::write(
+                        app,
+                        &ctx,
+                        &def,
+                        &attrs,
+                        user,
+                        crate::admit::Write::Update {
+                            name: name.clone(),
+                            part,
+                            retry: true,
+                        },
+                        &move || ops::patch(c.clone(), n.clone(), ty, patch_body.clone(), part),
+                        dry,
+                        &mut warnings,
+                    )
+                    .await?
+                } else {
+                    run_write(
+                        app,
+                        ops::patch(ctx.clone(), name, ty, patch_body, part),
+                        dry,
+                    )
+                    .await?
+                };
                 (
                     if created { 201 } else { 200 },
                     present(&def, &version, v, accept),
@@ -781,8 +901,32 @@ async fn resource(
             }
         }
         (Method::DELETE, Some(name), None) => {
-            let opts =
-                DeleteOpts::from_body(&delete_body(headers, &body)?, q.int("gracePeriodSeconds")?)?;
+            let raw_opts = delete_body(headers, &body)?;
+            let opts = DeleteOpts::from_body(&raw_opts, q.int("gracePeriodSeconds")?)?;
+            if hooked {
+                let cur = app
+                    .store
+                    .read()
+                    .get(&def.gr(), &object_key(&ns, &name))
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(def.subject(), &name))?
+                    .value()?;
+                let old = present(&def, &version, cur, Accept::Json);
+                let mut a = attrs.clone();
+                a.operation = crate::admission::Operation::Delete;
+                let options = serde_json::from_slice(&raw_opts).unwrap_or_else(|_| json!({}));
+                crate::admit::run(
+                    app,
+                    &def,
+                    &a,
+                    user,
+                    None,
+                    Some(&old),
+                    options,
+                    &mut warnings,
+                )
+                .await?;
+            }
             let v = run_write(app, ops::delete(ctx.clone(), name, opts), dry).await?;
             (200, present(&def, &version, v, accept))
         }
