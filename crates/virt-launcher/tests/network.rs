@@ -179,3 +179,63 @@ async fn masquerade_gives_dhcp_and_forwards_through_the_nat() {
         .expect("ip");
     assert!(!gone.status.success(), "the bridge outlived the launcher");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_hands_the_pod_address_to_the_guest_and_restores_it() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let net = PodNet::new(1500);
+    let resolv = tempfile::NamedTempFile::new().expect("resolv.conf");
+    std::fs::write(resolv.path(), format!("nameserver {NODE_IP}\n")).expect("write");
+    let pod_mac = common::sh(&["ip", "-n", &net.pod, "-json", "link", "show", "eth0"]);
+    let pod_mac: serde_json::Value = serde_json::from_str(&pod_mac).expect("json");
+    let pod_mac = pod_mac[0]["address"].as_str().expect("mac").to_string();
+    let name = common::unique("br");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000b002";
+    let mut l = start(&net, &name, uid, resolv.path());
+    let mut client = l.client(Duration::from_secs(60)).await;
+    let vmi = vmi(
+        &name,
+        uid,
+        json!({"bridge": {}}),
+        &format!("ping -c 1 -W 5 {NODE_IP} && echo bridged-out-ok"),
+    );
+    let status = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(&vmi).expect("json"),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
+        .into_inner();
+    let iface = status.interfaces.first().expect("an interface status");
+    assert_eq!(
+        (iface.binding.as_str(), iface.guest_ip.as_str()),
+        ("bridge", POD_IP)
+    );
+    assert_eq!(iface.mac, pod_mac, "the guest takes over the pod's MAC");
+
+    l.wait_serial(
+        &format!("ci-info: eth0: dhcp {POD_IP}/24 router {NODE_IP}"),
+        Duration::from_secs(180),
+    )
+    .await;
+    l.wait_serial("login:", Duration::from_secs(120)).await;
+    let banner = wait_banner(&net, &format!("{POD_IP}:22"), Duration::from_secs(60)).await;
+    assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+    l.wait_serial("bridged-out-ok", Duration::from_secs(60))
+        .await;
+
+    l.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = l
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("launcher exits");
+    assert_eq!(exit.code(), Some(0), "{}", l.log());
+    // eth0 has its address, MAC and default route back.
+    let addr = common::sh(&["ip", "-n", &net.pod, "-json", "addr", "show", "eth0"]);
+    assert!(addr.contains(POD_IP) && addr.contains(&pod_mac), "{addr}");
+    let route = common::sh(&["ip", "-n", &net.pod, "route", "show", "default"]);
+    assert!(route.contains(NODE_IP), "{route}");
+}

@@ -1,0 +1,151 @@
+//! Volumes in the guest: a ConfigDrive seed (datasource ConfigDrive), configMap and secret
+//! volumes as labelled ISO disks the guest mounts and reads, a serviceAccount ISO, and an
+//! emptyDisk of the asked size; all of the scratch files gone after the stop.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Launcher, Options};
+use launcher_proto::v1::{DomainState, SyncRequest};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
+    if !common::root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let image = kubevirt_rs_guest::GuestImage::ensure().expect("guest image");
+    let name = common::unique("vol");
+    let uid = "6f1c2d3e-0000-4000-8000-00000000c001";
+    let sa = tempfile::tempdir().expect("sa dir");
+    std::fs::write(sa.path().join("namespace"), "volumes").expect("write");
+    std::fs::write(sa.path().join("token"), "not-a-real-token").expect("write");
+    let mut l = Launcher::start(Options {
+        namespace: "volumes",
+        name: &name,
+        uid,
+        netns: None,
+        extra_args: vec![
+            "--container-disk".into(),
+            format!("containerdisk={}", image.qcow2.display()),
+            "--service-account-dir".into(),
+            sa.path().display().to_string(),
+        ],
+    });
+    // What the kubelet would have mounted in the pod (upstream's in-pod layout).
+    let private = l.dir.path().join("private");
+    std::fs::create_dir_all(private.join("config-map/config")).expect("mkdir");
+    std::fs::write(
+        private.join("config-map/config/greeting"),
+        "hello-from-configmap\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(private.join("secret/secret")).expect("mkdir");
+    std::fs::write(
+        private.join("secret/secret/password"),
+        "s3cret-from-secret\n",
+    )
+    .expect("write");
+
+    let mount = |label: &str, file: &str| {
+        format!(
+            "mkdir -p /mnt/{label} && mount -t iso9660 -o ro $(findfs LABEL={label}) /mnt/{label} && cat /mnt/{label}/{file}"
+        )
+    };
+    let user_data = format!(
+        "#cloud-config\nhostname: volumes-vm\nruncmd:\n  - {}\n  - {}\n  - echo empty-disk-sectors $(cat /sys/block/vdf/size)\n",
+        mount("cfgdata", "greeting"),
+        mount("secdata", "password"),
+    );
+    let vmi = common::vmi(json!({
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": "volumes", "uid": uid},
+        "spec": {
+            "domain": {
+                "devices": {
+                    "autoattachPodInterface": false,
+                    "disks": [
+                        {"name": "containerdisk", "disk": {"bus": "virtio"}},
+                        {"name": "configdrive", "disk": {"bus": "virtio"}},
+                        {"name": "config", "disk": {"bus": "virtio"}},
+                        {"name": "secret", "disk": {"bus": "virtio"}},
+                        {"name": "sa", "disk": {"bus": "virtio"}},
+                        {"name": "scratch", "disk": {"bus": "virtio"}},
+                    ],
+                },
+                "resources": {"requests": {"memory": "128Mi"}},
+            },
+            "volumes": [
+                {"name": "containerdisk", "containerDisk": {"image": "guest:latest"}},
+                {"name": "configdrive", "cloudInitConfigDrive": {
+                    "userDataBase64": base64(&user_data),
+                }},
+                {"name": "config", "configMap": {"name": "app-config", "volumeLabel": "cfgdata"}},
+                {"name": "secret", "secret": {"secretName": "app-secret", "volumeLabel": "secdata"}},
+                {"name": "sa", "serviceAccount": {"serviceAccountName": "default"}},
+                {"name": "scratch", "emptyDisk": {"capacity": "64Mi"}},
+            ],
+        },
+    }));
+    let mut client = l.client(Duration::from_secs(60)).await;
+    let st = client
+        .sync(SyncRequest {
+            vmi_json: serde_json::to_vec(&vmi).expect("json"),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
+        .into_inner();
+    assert_eq!(st.state(), DomainState::Running);
+    for iso in [
+        "cloud-init/configdrive.iso",
+        "config/config.iso",
+        "config/secret.iso",
+        "config/sa.iso",
+    ] {
+        assert!(l.scratch.join(iso).is_file(), "no {iso}");
+    }
+
+    l.wait_serial("datasource ConfigDrive", Duration::from_secs(180))
+        .await;
+    l.wait_serial("hello-from-configmap", Duration::from_secs(120))
+        .await;
+    l.wait_serial("s3cret-from-secret", Duration::from_secs(30))
+        .await;
+    // 64 MiB in 512-byte sectors.
+    l.wait_serial("empty-disk-sectors 131072", Duration::from_secs(30))
+        .await;
+
+    l.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = l
+        .wait_exit(Duration::from_secs(60))
+        .await
+        .expect("launcher exits");
+    assert_eq!(exit.code(), Some(0), "{}", l.log());
+    for dir in ["disks", "cloud-init", "config"] {
+        assert!(!l.scratch.join(dir).exists(), "{dir} left behind");
+    }
+}
+
+/// Standard base64 (test-side encoder, to exercise `userDataBase64`).
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
