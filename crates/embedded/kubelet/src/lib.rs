@@ -184,6 +184,7 @@ pub async fn start(client: Client, config: Config) -> Result<Running, Error> {
     })?;
     let addrs =
         network::ensure_node(&config.node_name, config.node_index, &config.fabric_netns).await?;
+    share_pods_dir(&root.join("pods"))?;
     let cgroups = cgroup::Cgroups::detect_system(&config.node_name);
     tracing::info!(node = %config.node_name, cgroups = ?cgroups, "cgroups");
     let index: logs::PodIndex = Arc::new(RwLock::new(HashMap::new()));
@@ -329,6 +330,35 @@ async fn dispatch(shared: Arc<Shared>) {
     }
 }
 
+/// Makes the pods directory a shared mount (as `/var/lib/kubelet` is on a real node), so mounts
+/// and unmounts made on the node under it (memory emptyDirs) reach the containers' mount
+/// namespaces, which are its slaves.
+fn share_pods_dir(pods: &Path) -> Result<(), Error> {
+    use nix::mount::{MsFlags, mount};
+    let err = |e: nix::Error| Error::Io {
+        what: format!("sharing {}", pods.display()),
+        source: e.into(),
+    };
+    if !volumes::is_mountpoint(pods) {
+        mount(
+            Some(pods),
+            pods,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(err)?;
+    }
+    mount(
+        None::<&str>,
+        pods,
+        None::<&str>,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err)
+}
+
 /// Removes what is left of pods that no longer exist (deleted while the kubelet was down).
 async fn cleanup_orphans(shared: &Shared, known: &HashSet<String>) {
     let Ok(rd) = std::fs::read_dir(shared.root.join("pods")) else {
@@ -377,6 +407,12 @@ pub async fn teardown_node(data_dir: &Path, node: &str, index: u32, fabric: &str
     }
     cgroups.remove_node();
     network::teardown_node(node, index, fabric).await;
+    // The pods directory's own bind mount (see `share_pods_dir`).
+    while volumes::is_mountpoint(&root) {
+        if nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
 }
 
 /// `virt-cluster kubelet` arguments.

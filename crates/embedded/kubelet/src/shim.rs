@@ -114,6 +114,16 @@ fn write_json_at(dir: &File, name: &str, value: &impl Serialize) -> std::io::Res
     Ok(())
 }
 
+/// Mount points of network namespace files (`/run/netns/<name>`), from mountinfo text.
+pub fn netns_mounts(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| t.starts_with("/run/netns/"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// A data container's private root: an overlay of the extracted image (shared, read-only
 /// below) and a writable layer in the attempt directory, so mount points and writes never reach
 /// the image cache.
@@ -157,10 +167,17 @@ fn enter(spec: &ShimSpec, dir: &Path) -> Result<Option<PathBuf>, String> {
         None::<&str>,
         "/",
         None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
         None::<&str>,
     )
-    .map_err(|e| format!("making / private: {e}"))?;
+    .map_err(|e| format!("making / a slave: {e}"))?;
+    // Slave, not private: unmounts on the node (a deleted pod's network namespace file, a
+    // memory emptyDir) reach this namespace, so it does not keep them alive. The copies of other
+    // pods' network namespace files are dropped here as well: this container has entered its own.
+    for target in netns_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    {
+        let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
     if let Some(h) = &spec.hostname {
         let _ = nix::unistd::sethostname(h);
     }
@@ -375,6 +392,16 @@ pub fn main(dir: &Path) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn netns_mount_points() {
+        let info = "42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n\
+                    50 42 0:4 net:[4026532] /run/netns/kvrs-n1 rw shared:1 - nsfs nsfs rw\n";
+        assert_eq!(
+            super::netns_mounts(info),
+            vec!["/run/netns/kvrs-n1".to_string()]
+        );
+    }
+
     #[test]
     fn start_ticks_of_self() {
         assert!(super::start_ticks(std::process::id() as i32).is_some());

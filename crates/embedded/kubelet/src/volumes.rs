@@ -575,13 +575,44 @@ pub fn unmount_all(pod_dir: &Path) {
     }
 }
 
-/// Is `p` a mount point (its device differs from its parent's)?
+/// Is `p` a mount point (listed in this process's mountinfo)?
 pub fn is_mountpoint(p: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(a), Some(Ok(b))) = (std::fs::metadata(p), p.parent().map(std::fs::metadata)) else {
+    let Ok(p) = std::fs::canonicalize(p) else {
         return false;
     };
-    a.dev() != b.dev()
+    let Some(p) = p.to_str() else { return false };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mount_points(&info).iter().any(|m| m == p)
+}
+
+/// Mount points in mountinfo text (octal escapes such as `\040` decoded).
+pub fn mount_points(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|t| {
+            let mut out = String::new();
+            let mut rest = t;
+            while let Some(i) = rest.find('\\') {
+                out.push_str(&rest[..i]);
+                let code = rest
+                    .get(i + 1..i + 4)
+                    .and_then(|o| u8::from_str_radix(o, 8).ok());
+                match code {
+                    Some(c) => {
+                        out.push(c as char);
+                        rest = &rest[i + 4..];
+                    }
+                    None => {
+                        out.push('\\');
+                        rest = &rest[i + 1..];
+                    }
+                }
+            }
+            out.push_str(rest);
+            out
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -633,6 +664,12 @@ mod tests {
             container_mounts(&c, &ready),
             Err(VolumeError::NoSuchVolume(_))
         ));
+    }
+
+    #[test]
+    fn mountinfo_points() {
+        let info = "42 27 254:0 / /run/a\\040b rw shared:1 - ext4 /dev/vda rw\n";
+        assert_eq!(mount_points(info), vec!["/run/a b".to_string()]);
     }
 
     #[test]

@@ -208,3 +208,53 @@ async fn graceful_termination() {
         "{stubborn:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pods_network_is_released_while_others_run() {
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    for name in ["first", "second"] {
+        c.create(json!({"metadata": {"name": name}, "spec": {
+            "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"]}]}}))
+            .await;
+        c.wait(name, 30, |p| phase(p) == "Running").await;
+    }
+    let first = c.pods().get("first").await.expect("pod");
+    let uid = first.metadata.uid.clone().expect("uid");
+    let veth = format!(
+        "v{}",
+        uid.replace('-', "").chars().take(8).collect::<String>()
+    );
+    let node_ns = format!("kvrs-{node}");
+    let has_veth = || {
+        std::process::Command::new("ip")
+            .args(["-n", &node_ns, "link", "show", "dev", &veth])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(has_veth());
+    c.pods()
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("delete");
+    c.wait_gone("first", 15).await;
+    // "second" started while "first" existed; its mount namespace must not keep first's
+    // network namespace (and so its veth and address) alive.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while has_veth() {
+        assert!(
+            Instant::now() < deadline,
+            "the deleted pod's veth {veth} is still on the bridge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its address is free again and the next pod gets it.
+    let ip = first.status.and_then(|s| s.pod_ip).expect("ip");
+    c.create(json!({"metadata": {"name": "third"}, "spec": {
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"]}]}}))
+        .await;
+    let third = c.wait("third", 30, |p| phase(p) == "Running").await;
+    assert_eq!(third.status.and_then(|s| s.pod_ip), Some(ip));
+}
