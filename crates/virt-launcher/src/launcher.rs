@@ -84,6 +84,8 @@ struct Inner {
     taps: BTreeMap<String, String>,
     shutdown_requested: bool,
     network: Option<Network>,
+    /// Copies the serial console into the launcher's log (`logSerialConsole: true`).
+    console_tail: Option<tokio::task::JoinHandle<()>>,
     /// Set once the domain stopped for good; holds the final event.
     finished: Option<DomainEvent>,
 }
@@ -351,6 +353,10 @@ impl Launcher {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "domain started"
         );
+        if vmi.spec.domain.devices.log_serial_console == Some(true) {
+            let log = self.socket_path(socket_names::SERIAL_LOG);
+            inner.console_tail = Some(tokio::spawn(tail_console(log).in_current_span()));
+        }
         inner.taps = targets
             .iter()
             .map(|(k, t)| (k.clone(), t.tap.clone()))
@@ -440,6 +446,9 @@ impl Launcher {
         }
         if let Some(net) = inner.network.take() {
             net.teardown().await;
+        }
+        if let Some(tail) = inner.console_tail.take() {
+            tail.abort();
         }
         volumes::cleanup(&self.cfg.scratch_dir);
         let event = DomainEvent {
@@ -728,6 +737,37 @@ impl Launcher {
             }
         });
         rx
+    }
+}
+
+/// Copies what the guest prints on its serial console into the launcher's log (the pod log),
+/// line by line, as upstream's guest-console-log container does.
+async fn tail_console(path: PathBuf) {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offset = 0u64;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if f.seek(SeekFrom::Start(offset)).is_err() {
+            continue;
+        }
+        let mut chunk = Vec::new();
+        let Ok(n) = f.read_to_end(&mut chunk) else {
+            continue;
+        };
+        offset += n as u64;
+        pending.extend_from_slice(&chunk);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !text.is_empty() {
+                info!(target: "guest_console", "{text}");
+            }
+        }
     }
 }
 

@@ -664,4 +664,70 @@ mod tests {
         );
         assert!(read_tree("f", &dir.path().join("missing"), false).is_err());
     }
+
+    fn vmi(volumes: serde_json::Value) -> VirtualMachineInstance {
+        let names: Vec<serde_json::Value> = volumes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| serde_json::json!({"name": v["name"]}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "vm1", "namespace": "ns1", "uid": "u-1"},
+            "spec": {"domain": {"devices": {"disks": names}}, "volumes": volumes},
+        }))
+        .expect("a VMI")
+    }
+
+    /// Needs qemu-img and genisoimage (scripts/setup installs them), not root.
+    #[test]
+    fn prepares_empty_disks_host_disks_and_labelled_seeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scratch = dir.path().join("scratch");
+        let host_disk = dir.path().join("host/disk.img");
+        let v = vmi(serde_json::json!([
+            {"name": "empty", "emptyDisk": {"capacity": "16Mi"}},
+            {"name": "host", "hostDisk": {"path": host_disk, "type": "DiskOrCreate", "capacity": "8Mi"}},
+            {"name": "seed", "cloudInitNoCloud": {"userDataBase64": "I2Nsb3VkLWNvbmZpZwo="}},
+        ]));
+        let host = HostPaths {
+            private_dir: dir.path().join("private"),
+            ..Default::default()
+        };
+        let p = prepare(&v, &host, &scratch).expect("prepares");
+        assert_eq!(p.disks["empty"].format, ImageFormat::Qcow2);
+        assert_eq!(
+            std::fs::metadata(&host_disk).expect("created").len(),
+            8 << 20
+        );
+        assert_eq!(p.disks["host"].format, ImageFormat::Raw);
+        let seed = &p.disks["seed"];
+        assert!(seed.read_only && seed.path.ends_with("cloud-init/seed.iso"));
+        let info = std::process::Command::new("isoinfo")
+            .args(["-d", "-i"])
+            .arg(&seed.path)
+            .output()
+            .expect("isoinfo");
+        assert!(String::from_utf8_lossy(&info.stdout).contains("Volume id: cidata"));
+        cleanup(&scratch);
+        assert!(!scratch.join("disks").exists());
+
+        let missing = vmi(serde_json::json!([{"name": "root", "containerDisk": {"image": "x"}}]));
+        let e = prepare(&missing, &host, &scratch).expect_err("no --container-disk");
+        assert!(
+            e.to_string().starts_with("spec.volumes[0].containerDisk:"),
+            "{e}"
+        );
+        let bad =
+            vmi(serde_json::json!([{"name": "s", "cloudInitNoCloud": {"userDataBase64": "*"}}]));
+        let e = prepare(&bad, &host, &scratch).expect_err("bad base64");
+        assert!(e.to_string().contains("userDataBase64"), "{e}");
+        let unsupported = vmi(serde_json::json!([{"name": "m", "memoryDump": {"claimName": "c"}}]));
+        let e = prepare(&unsupported, &host, &scratch).expect_err("unsupported");
+        assert!(
+            e.to_string()
+                .contains("memoryDump volumes are not supported"),
+            "{e}"
+        );
+    }
 }

@@ -53,6 +53,7 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
             "domain": {
                 "devices": {
                     "autoattachPodInterface": false,
+                    "logSerialConsole": true,
                     "disks": [
                         {"name": "containerdisk", "disk": {"bus": "virtio"}},
                         {"name": "cloudinitdisk", "disk": {"bus": "virtio"}},
@@ -125,6 +126,14 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
         console.contains("datasource NoCloud"),
         "{}",
         common::tail(&console, 30)
+    );
+    // logSerialConsole: the console also reaches the launcher's log (the pod log).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        l.log()
+            .lines()
+            .any(|line| line.contains("guest_console") && line.contains(marker)),
+        "the console did not reach the launcher log"
     );
 
     let paused = client
