@@ -6,6 +6,7 @@
 //!
 //! The decisions are pure ([`predicates`]); this module is the controller around them.
 
+pub mod nodelifecycle;
 pub mod predicates;
 pub mod quantity;
 
@@ -231,6 +232,9 @@ pub struct Args {
     /// Seconds before an unschedulable pod is tried again without any change.
     #[arg(long, default_value_t = 10)]
     pub retry_seconds: u64,
+    /// Seconds without a Lease renewal before a node is marked NotReady and unreachable.
+    #[arg(long, default_value_t = 40)]
+    pub node_monitor_grace_seconds: u64,
 }
 
 /// Builds a client from a kubeconfig file.
@@ -248,10 +252,16 @@ pub async fn main(args: Args) -> Result<(), kube::Error> {
     println!("scheduler running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| kube::Error::Service(Box::new(e)))?;
+    let lifecycle = tokio::spawn(nodelifecycle::run(
+        client.clone(),
+        Duration::from_secs(args.node_monitor_grace_seconds),
+        Duration::from_secs(5),
+    ));
     tokio::select! {
         _ = run(client, Duration::from_secs(args.retry_seconds)) => {}
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    lifecycle.abort();
     Ok(())
 }

@@ -220,3 +220,56 @@ async fn many_pods_never_overcommit() {
     assert_eq!(unschedulable, 2);
     sched.abort();
 }
+
+#[tokio::test]
+async fn a_node_whose_lease_expired_goes_not_ready_and_unreachable() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let c = cluster().await;
+    node(&c.client, "gone", json!({}), "2").await;
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    nodes
+        .patch_status(
+            "gone",
+            &Default::default(),
+            &kube::api::Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})),
+        )
+        .await
+        .expect("ready");
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "gone"},
+        "spec": {"holderIdentity": "gone", "leaseDurationSeconds": 40, "renewTime": "2020-01-01T00:00:00.000000Z"}}))
+    .expect("lease");
+    leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("lease");
+    kubevirt_embedded_scheduler::nodelifecycle::check(&c.client, Duration::from_secs(40))
+        .await
+        .expect("check");
+    let n = nodes.get("gone").await.expect("node");
+    let ready = n
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("Unknown", Some("NodeStatusUnknown"))
+    );
+    let taints: Vec<String> = n
+        .spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect();
+    assert_eq!(
+        taints,
+        vec![
+            "node.kubernetes.io/unreachable:NoSchedule",
+            "node.kubernetes.io/unreachable:NoExecute"
+        ]
+    );
+}
