@@ -24,6 +24,11 @@ pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 pub const INITIAL_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// The write context of the server's own controllers.
+pub fn system_ctx(def: Arc<ResourceDef>, namespace: &str) -> WriteCtx {
+    ctx(def, namespace)
+}
+
 fn ctx(def: Arc<ResourceDef>, namespace: &str) -> WriteCtx {
     WriteCtx {
         version: def.storage_version().to_string(),

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod admit;
+pub mod aggregator;
 pub mod apply;
 pub mod auth;
 pub mod builtin_schema;

@@ -55,6 +55,10 @@ pub struct App {
     pub ca_pem: String,
     /// Parsed admission webhook configurations.
     pub hooks: crate::admit::HookCache,
+    /// Aggregated APIServices' discovery documents.
+    pub aggregator: crate::aggregator::Aggregator,
+    /// The client certificate presented to aggregated API servers and kubelets.
+    pub proxy_client_cert: Option<crate::upstream::ClientCert>,
 }
 
 impl App {
@@ -121,6 +125,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let pki = crate::tls::Pki::new(&config.data_dir);
     pki.ensure()?;
     let tls = pki.server_config()?;
+    let (proxy_cert, proxy_key) =
+        pki.client_cert("front-proxy-client", "front-proxy-client", &[])?;
     let store = Store::open(
         &config.data_dir.join("apiserver"),
         config.watch_window,
@@ -140,10 +146,16 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         ca_pem: std::fs::read_to_string(pki.path("ca.crt"))
             .map_err(|e| Error::io(pki.path("ca.crt").display().to_string(), e))?,
         hooks: Default::default(),
+        aggregator: Default::default(),
+        proxy_client_cert: Some(crate::upstream::ClientCert {
+            cert_pem: proxy_cert,
+            key_pem: proxy_key,
+        }),
     });
     app.refresh_registry();
     crate::controllers::bootstrap(&app).await?;
     tokio::spawn(crate::controllers::run(app.clone()));
+    tokio::spawn(crate::aggregator::run(app.clone()));
     let kubeconfig = config.data_dir.join("kubeconfig");
     crate::tls::write_private(
         &kubeconfig,
@@ -367,6 +379,21 @@ fn parse_res_path(group: &str, version: &str, segs: &[String]) -> Option<ResPath
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let user = crate::auth::User::new("admin", &[crate::auth::MASTERS]);
+    // Aggregated APIs: proxied as they come, bodies and upgrades streaming.
+    if let Some(rest) = path.strip_prefix("/apis/") {
+        let mut parts = rest.split('/');
+        if let (Some(g), Some(v)) = (parts.next(), parts.next())
+            && !g.is_empty()
+            && !v.is_empty()
+            && let Some(remote) = crate::aggregator::remote_for(&app, g, v)
+        {
+            let started = std::time::Instant::now();
+            let resp = crate::aggregator::proxy(&app, &remote, req, &user).await;
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "proxied request");
+            return resp;
+        }
+    }
     let query = Query::parse(req.uri().query());
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
@@ -380,7 +407,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let started = std::time::Instant::now();
-    let resp = match route(&app, &method, &path, &query, &headers, body).await {
+    let resp = match route(&app, &method, &path, &query, &headers, body, &user).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -395,6 +422,7 @@ async fn route(
     q: &Query,
     headers: &HeaderMap,
     body: Bytes,
+    user: &crate::auth::User,
 ) -> Result<Response, ApiError> {
     let segs: Vec<String> = path
         .trim_matches('/')
@@ -421,7 +449,10 @@ async fn route(
             let reg = app.registry();
             let core = s[0] == "api";
             if discovery::wants_aggregated(accept_hdr) {
-                let doc = discovery::aggregated(&reg, core);
+                let mut doc = discovery::aggregated(&reg, core);
+                if !core && let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
+                    items.extend(crate::aggregator::aggregated_items(app));
+                }
                 let bytes = serde_json::to_vec(&doc).unwrap_or_default();
                 let etag = format!("\"{}\"", openapi::content_hash(&bytes));
                 let mut r = respond(200, bytes, discovery::AGGREGATED_V2, &[]);
@@ -436,7 +467,13 @@ async fn route(
             let doc = if core {
                 discovery::api_versions(&app.address)
             } else {
-                discovery::group_list(&reg)
+                let mut d = discovery::group_list(&reg);
+                if let Some(groups) = d.get_mut("groups").and_then(Value::as_array_mut) {
+                    for (g, vs) in crate::aggregator::groups(app) {
+                        groups.push(discovery::group_entry(&g, &vs));
+                    }
+                }
+                d
             };
             return Ok(json_response(200, &doc, &[]));
         }
@@ -446,7 +483,19 @@ async fn route(
                 .ok_or_else(|| ApiError::path_not_found(path));
         }
         ["apis", g] => {
+            let remote = || {
+                crate::aggregator::groups(app)
+                    .into_iter()
+                    .find(|(x, _)| x == g)
+                    .map(|(x, vs)| {
+                        let mut e = discovery::group_entry(&x, &vs);
+                        e["kind"] = json!("APIGroup");
+                        e["apiVersion"] = json!("v1");
+                        e
+                    })
+            };
             return discovery::group(&app.registry(), g)
+                .or_else(remote)
                 .map(|d| json_response(200, &d, &[]))
                 .ok_or_else(|| ApiError::path_not_found(path));
         }
@@ -489,8 +538,7 @@ async fn route(
         _ => None,
     }
     .ok_or_else(|| ApiError::path_not_found(path))?;
-    let user = crate::auth::User::new("admin", &[crate::auth::MASTERS]);
-    resource(app, method, path, rp, q, headers, body, &user).await
+    resource(app, method, path, rp, q, headers, body, user).await
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {

@@ -113,6 +113,57 @@ impl Pki {
         Ok(())
     }
 
+    /// A client certificate `<file>.crt`/`<file>.key` signed by the cluster CA for user `cn`
+    /// in groups `orgs`, made once and reused. Returns (certificate, key) PEM.
+    pub fn client_cert(
+        &self,
+        file: &str,
+        cn: &str,
+        orgs: &[&str],
+    ) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let (crt, key) = (format!("{file}.crt"), format!("{file}.key"));
+        if self.path(&crt).is_file() && self.path(&key).is_file() {
+            return Ok((self.read(&crt)?, self.read(&key)?));
+        }
+        let tls = |e: rcgen::Error| Error::Tls(e.to_string());
+        let ca_key_pem = String::from_utf8_lossy(&self.read("ca.key")?).into_owned();
+        let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(tls)?;
+        let ca_pem = String::from_utf8_lossy(&self.read("ca.crt")?).into_owned();
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(tls)?;
+        let k = KeyPair::generate().map_err(tls)?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(tls)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        for o in orgs {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&k, &issuer).map_err(tls)?;
+        write_private(&self.path(&crt), cert.pem().as_bytes())?;
+        write_private(&self.path(&key), k.serialize_pem().as_bytes())?;
+        Ok((cert.pem().into_bytes(), k.serialize_pem().into_bytes()))
+    }
+
+    /// A kubeconfig for `server` authenticating as the client certificate `file` (see
+    /// [`Pki::client_cert`]).
+    pub fn client_kubeconfig(
+        &self,
+        server: &str,
+        file: &str,
+        cn: &str,
+        orgs: &[&str],
+    ) -> Result<String, Error> {
+        let (crt, key) = self.client_cert(file, cn, orgs)?;
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+        Ok(format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kubevirt-rs\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {file}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: kubevirt-rs\n  context:\n    cluster: kubevirt-rs\n    user: {file}\n    namespace: default\ncurrent-context: kubevirt-rs\n",
+            b64(self.read("ca.crt")?),
+            b64(crt),
+            b64(key),
+        ))
+    }
+
     fn read(&self, name: &str) -> Result<Vec<u8>, Error> {
         let p = self.path(name);
         std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e))
@@ -195,5 +246,16 @@ mod tests {
         pki.server_config().expect("server config");
         let kc = pki.kubeconfig("https://127.0.0.1:1").expect("kubeconfig");
         assert!(kc.contains("certificate-authority-data"));
+        let (c1, _) = pki
+            .client_cert("front-proxy-client", "front-proxy-client", &[])
+            .expect("client cert");
+        let (c2, _) = pki
+            .client_cert("front-proxy-client", "front-proxy-client", &[])
+            .expect("again");
+        assert_eq!(c1, c2);
+        let kc = pki
+            .client_kubeconfig("https://127.0.0.1:1", "bob", "bob", &["dev"])
+            .expect("kubeconfig");
+        assert!(kc.contains("user: bob"));
     }
 }
