@@ -7,7 +7,7 @@
 //! | ephemeral | the same over the PVC's image |
 //! | emptyDisk | a sparse qcow2 of the capacity in the scratch dir; discarded at stop |
 //! | hostDisk | the file at `path`; `DiskOrCreate` makes a sparse raw file of `capacity` when missing |
-//! | persistentVolumeClaim, dataVolume | filesystem mode: `<mount>/disk.img` (made sparse when missing, the file system's size less 5.5 % as upstream); block mode: the device |
+//! | persistentVolumeClaim, dataVolume | filesystem mode: `<mount>/disk.img` (made sparse when missing: the claim's capacity less the file system overhead); block mode: the device |
 //! | cloudInitNoCloud | an ISO labelled `cidata` (meta-data, user-data, network-config) |
 //! | cloudInitConfigDrive | an ISO labelled `config-2` (openstack/latest/...) |
 //! | configMap, secret, downwardAPI, serviceAccount | an ISO of the mounted files, labelled with `volumeLabel` when given |
@@ -390,10 +390,13 @@ impl Ctx<'_> {
             let dir = image.parent().unwrap_or(Path::new("/"));
             let stat = nix::sys::statvfs::statvfs(dir)
                 .map_err(|e| err(field, format!("statvfs {}: {e}", dir.display())))?;
-            let total = stat.blocks() as u64 * stat.fragment_size() as u64;
-            // Leave room for the file system's own overhead, as upstream does (5.5 %), and
-            // round down to whole MiB.
-            let bytes = (total - total * 55 / 1000) & !((1 << 20) - 1);
+            let fs_size = stat.blocks() as u64 * stat.fragment_size() as u64;
+            // The claim's capacity (virt-controller reports it in the VMI status), else the
+            // file system's size; less the file system overhead (upstream's default 5.5 %),
+            // in whole MiB.
+            let (capacity, overhead_permille) = self.claim_capacity(volume);
+            let total = capacity.map_or(fs_size, |c| c.min(fs_size));
+            let bytes = (total - total * overhead_permille / 1000) & !((1 << 20) - 1);
             create_sparse(field, &image, bytes)?;
         }
         let format =
@@ -406,6 +409,28 @@ impl Ctx<'_> {
             read_only,
             block_size: None,
         })
+    }
+
+    /// The claim's capacity in bytes and the file system overhead in permille, from the VMI
+    /// status virt-controller keeps.
+    fn claim_capacity(&self, volume: &str) -> (Option<u64>, u64) {
+        let info = self
+            .vmi
+            .status
+            .as_ref()
+            .and_then(|s| s.volume_status(volume))
+            .and_then(|v| v.persistent_volume_claim_info.as_ref());
+        let capacity = info
+            .and_then(|i| i.capacity.get("storage"))
+            .and_then(|q| Amount::parse(&q.0).ok())
+            .map(Amount::bytes)
+            .filter(|b| *b > 0);
+        let overhead = info
+            .and_then(|i| i.filesystem_overhead.as_deref())
+            .and_then(|o| o.parse::<f64>().ok())
+            .filter(|o| (0.0..1.0).contains(o))
+            .map_or(55, |o| (o * 1000.0).round() as u64);
+        (capacity, overhead)
     }
 
     /// Resolves user and network data: inline, base64, or from the mounted Secret
@@ -729,5 +754,57 @@ mod tests {
                 .contains("memoryDump volumes are not supported"),
             "{e}"
         );
+    }
+
+    /// Filesystem PVCs get a sparse `disk.img` when empty; an ephemeral volume is an overlay over
+    /// the PVC's image; cloud-init data can come from the mounted Secret.
+    #[test]
+    fn pvc_images_ephemeral_overlays_and_secret_user_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scratch = dir.path().join("scratch");
+        let private = dir.path().join("private");
+        let pvc = private.join("vmi-disks/data");
+        std::fs::create_dir_all(&pvc).expect("mkdir");
+        let golden = dir.path().join("golden.img");
+        std::fs::write(&golden, vec![0u8; 1 << 20]).expect("write");
+        std::fs::create_dir_all(private.join("secret/seed")).expect("mkdir");
+        std::fs::write(private.join("secret/seed/userdata"), "#cloud-config\n").expect("write");
+        let v = vmi(serde_json::json!([
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+            {"name": "root", "ephemeral": {"persistentVolumeClaim": {"claimName": "golden"}}},
+            {"name": "seed", "cloudInitNoCloud": {"secretRef": {"name": "s"}}},
+        ]));
+        let host = HostPaths {
+            pvcs: [("root".to_string(), golden.clone())].into(),
+            private_dir: private.clone(),
+            ..Default::default()
+        };
+        let p = prepare(&v, &host, &scratch).expect("prepares");
+        let data = &p.disks["data"];
+        assert_eq!(data.path, pvc.join("disk.img"));
+        assert!(std::fs::metadata(&data.path).expect("made").len() > 0);
+        // With the claim's capacity in the status: that, less the overhead, in whole MiB.
+        std::fs::remove_file(&data.path).expect("rm");
+        let mut sized = v.clone();
+        sized.status = serde_json::from_value(serde_json::json!({"volumeStatus": [{
+            "name": "data", "target": "",
+            "persistentVolumeClaimInfo": {"capacity": {"storage": "100Mi"}, "filesystemOverhead": "0.1"},
+        }]}))
+        .ok();
+        prepare(&sized, &host, &scratch).expect("prepares");
+        assert_eq!(
+            std::fs::metadata(pvc.join("disk.img")).expect("made").len(),
+            90 << 20
+        );
+        let root = &p.disks["root"];
+        assert!(root.path.starts_with(&scratch) && root.format == ImageFormat::Qcow2);
+        assert!(!root.read_only);
+        assert!(p.disks["seed"].path.is_file());
+
+        let no_secret = vmi(serde_json::json!([
+            {"name": "other", "cloudInitNoCloud": {"secretRef": {"name": "s"}}},
+        ]));
+        let e = prepare(&no_secret, &host, &scratch).expect_err("no mounted secret");
+        assert!(e.to_string().contains("secretRef"), "{e}");
     }
 }
