@@ -152,6 +152,27 @@ async fn masquerade_gives_dhcp_and_forwards_through_the_nat() {
     l.wait_serial("outbound-nat-ok", Duration::from_secs(60))
         .await;
 
+    // Pause freezes the guest (the NAT leads nowhere), Unpause brings it back.
+    let paused = client
+        .pause(DomainRequest::default())
+        .await
+        .expect("pause")
+        .into_inner();
+    assert_eq!(paused.state(), DomainState::Paused);
+    assert!(
+        net.tcp_banner(&format!("{POD_IP}:22"), Duration::from_secs(2))
+            .is_err(),
+        "a paused guest answered"
+    );
+    let resumed = client
+        .unpause(DomainRequest::default())
+        .await
+        .expect("unpause")
+        .into_inner();
+    assert_eq!(resumed.state(), DomainState::Running);
+    let banner = wait_banner(&net, &format!("{POD_IP}:22"), Duration::from_secs(30)).await;
+    assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+
     let stats = client
         .get_domain_stats(DomainRequest::default())
         .await
