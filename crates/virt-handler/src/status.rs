@@ -1,0 +1,550 @@
+//! What the VMI's status should say, given what its launcher reports: the domain's state and
+//! reason (`GetDomain` or the event stream), the launcher's `Info` (software emulation) and, when
+//! an agent answers, the guest's info. Pure: no I/O, the clock is an argument.
+//!
+//! Decisions:
+//! - Phases after Scheduled are ours. An active domain (running, blocked, paused, shutting down,
+//!   suspended) means Running. A domain shut off because the guest powered off or because it was
+//!   destroyed (Kill, or deletion) means Succeeded; a crash, a failure to start, a watchdog or a
+//!   panic means Failed. A domain that vanished while the VMI was Running means Failed. No
+//!   domain yet while Scheduled keeps Scheduled (the next Sync creates it). Final phases stay.
+//! - Paused: True with reason `PausedByUser` when paused by a Pause call, `PausedIOError` on an
+//!   IO error; removed otherwise (a pause while starting or migrating is not the user's).
+//! - Ready: virt-controller derives it from the launcher pod's readiness (which follows the
+//!   unpaused readiness gate) while the VMI is Running; we set it False (`GuestNotRunning`) when
+//!   the domain is not running, and leave it to the controller otherwise, so the two never fight.
+//! - SoftwareEmulation: True when the launcher runs the guest under TCG, with its reason as the
+//!   message; absent otherwise.
+//! - AgentConnected: True while the agent answers; absent otherwise. guestOSInfo from the agent.
+//! - Interfaces: one per interface the domain reports (name, MAC, IPs, pod interface; source
+//!   `domain`), with the guest's interface name and IPs merged in by MAC when the agent reports
+//!   them (source `domain, guest-agent`).
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kubevirt_api::v1::{
+    VirtualMachineInstanceCondition, VirtualMachineInstanceGuestOSInfo,
+    VirtualMachineInstanceNetworkInterface, VirtualMachineInstanceStatus, interface_info_sources,
+    vmi_condition_reasons, vmi_condition_types, vmi_phases,
+};
+use launcher_proto::v1::{DomainState, DomainStatus, GuestInfo, InfoResponse, StateReason};
+
+/// Condition reason: paused by a Pause call.
+pub const PAUSED_BY_USER: &str = "PausedByUser";
+/// Condition reason: paused by the hypervisor after an IO error.
+pub const PAUSED_IO_ERROR: &str = "PausedIOError";
+/// Condition reason of SoftwareEmulation.
+pub const SOFTWARE_EMULATION_REASON: &str = "SoftwareEmulation";
+/// Condition reason of AgentConnected.
+pub const AGENT_CONNECTED_REASON: &str = "GuestAgentConnected";
+
+/// What the launcher reported, as far as it is known.
+#[derive(Clone, Debug, Default)]
+pub struct Observed<'a> {
+    /// The domain's status; `None` when the launcher has no domain (nothing synced, or deleted).
+    pub domain: Option<&'a DomainStatus>,
+    /// The launcher's Info, if it was read.
+    pub info: Option<&'a InfoResponse>,
+    /// The guest agent's report; `None` when no agent answers.
+    pub guest: Option<&'a GuestInfo>,
+}
+
+/// The phase the VMI moves to, given its current phase and the domain.
+pub fn phase(current: &str, domain: Option<&DomainStatus>) -> String {
+    if vmi_phases::is_final(current) {
+        return current.to_string();
+    }
+    let Some(d) = domain.filter(|d| d.state() != DomainState::None) else {
+        return match current {
+            vmi_phases::RUNNING => vmi_phases::FAILED.to_string(),
+            other => other.to_string(),
+        };
+    };
+    if d.is_active() {
+        return vmi_phases::RUNNING.to_string();
+    }
+    match d.state() {
+        DomainState::Shutoff => match d.reason() {
+            StateReason::Shutdown | StateReason::Destroyed => vmi_phases::SUCCEEDED.to_string(),
+            _ => vmi_phases::FAILED.to_string(),
+        },
+        DomainState::Crashed => vmi_phases::FAILED.to_string(),
+        // NoState: libvirt does not know yet; keep what we have.
+        _ => current.to_string(),
+    }
+}
+
+/// The status the VMI should have. `node` is the node this handler runs on.
+pub fn next(
+    current: &VirtualMachineInstanceStatus,
+    observed: &Observed<'_>,
+    node: &str,
+    now: Timestamp,
+) -> VirtualMachineInstanceStatus {
+    let mut out = current.clone();
+    let t = Time(now);
+    let new_phase = phase(current.phase(), observed.domain);
+    if new_phase != current.phase() {
+        out.phase = Some(new_phase.clone());
+    }
+    if out.node_name.is_none() {
+        out.node_name = Some(node.to_string());
+    }
+    let running = observed.domain.is_some_and(DomainStatus::is_active);
+
+    // Paused.
+    let paused_reason = observed
+        .domain
+        .filter(|d| d.state() == DomainState::Paused)
+        .and_then(|d| match d.reason() {
+            StateReason::User => Some(PAUSED_BY_USER),
+            StateReason::IoError => Some(PAUSED_IO_ERROR),
+            _ => None,
+        });
+    match paused_reason {
+        Some(reason) => set(
+            &mut out.conditions,
+            condition(vmi_condition_types::PAUSED, "True", reason, "", &t),
+        ),
+        None => remove(&mut out.conditions, vmi_condition_types::PAUSED),
+    }
+
+    // Ready: only the not-running side is ours.
+    if !running {
+        set(
+            &mut out.conditions,
+            condition(
+                vmi_condition_types::READY,
+                "False",
+                vmi_condition_reasons::GUEST_NOT_RUNNING,
+                "Guest VM is not reported as running",
+                &t,
+            ),
+        );
+    }
+
+    // SoftwareEmulation.
+    if let Some(info) = observed.info {
+        if info.emulation {
+            set(
+                &mut out.conditions,
+                condition(
+                    vmi_condition_types::SOFTWARE_EMULATION,
+                    "True",
+                    SOFTWARE_EMULATION_REASON,
+                    &info.emulation_reason,
+                    &t,
+                ),
+            );
+        } else {
+            remove(&mut out.conditions, vmi_condition_types::SOFTWARE_EMULATION);
+        }
+    }
+
+    // AgentConnected and guestOSInfo.
+    match observed.guest.filter(|_| running) {
+        Some(g) => {
+            set(
+                &mut out.conditions,
+                condition(
+                    vmi_condition_types::AGENT_CONNECTED,
+                    "True",
+                    AGENT_CONNECTED_REASON,
+                    "",
+                    &t,
+                ),
+            );
+            out.guest_os_info = Some(guest_os_info(g));
+        }
+        None => {
+            remove(&mut out.conditions, vmi_condition_types::AGENT_CONNECTED);
+        }
+    }
+
+    // Interfaces: while the domain exists; kept as they were once it is gone.
+    if let Some(d) = observed.domain.filter(|d| d.is_active()) {
+        out.interfaces = interfaces(d, observed.guest);
+    }
+    out
+}
+
+/// The guest OS info from the agent's report.
+pub fn guest_os_info(g: &GuestInfo) -> VirtualMachineInstanceGuestOSInfo {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    VirtualMachineInstanceGuestOSInfo {
+        id: opt(&g.os_id),
+        name: opt(&g.os_name),
+        version: opt(&g.os_version),
+        version_id: opt(&g.os_version),
+        kernel_release: opt(&g.kernel_release),
+        pretty_name: match (g.os_name.is_empty(), g.os_version.is_empty()) {
+            (false, false) => Some(format!("{} {}", g.os_name, g.os_version)),
+            (false, true) => Some(g.os_name.clone()),
+            _ => None,
+        },
+        ..Default::default()
+    }
+}
+
+/// The interface statuses from the domain, merged with the agent's by MAC.
+pub fn interfaces(
+    domain: &DomainStatus,
+    guest: Option<&GuestInfo>,
+) -> Vec<VirtualMachineInstanceNetworkInterface> {
+    domain
+        .interfaces
+        .iter()
+        .map(|i| {
+            let from_agent = guest.and_then(|g| {
+                g.interfaces
+                    .iter()
+                    .find(|gi| !i.mac.is_empty() && gi.mac.eq_ignore_ascii_case(&i.mac))
+            });
+            let mut ips = i.ips.clone();
+            let mut source = interface_info_sources::DOMAIN.to_string();
+            let mut interface_name = None;
+            if let Some(gi) = from_agent {
+                source = format!(
+                    "{}, {}",
+                    interface_info_sources::DOMAIN,
+                    interface_info_sources::GUEST_AGENT
+                );
+                interface_name = (!gi.name.is_empty()).then(|| gi.name.clone());
+                for ip in &gi.ips {
+                    if !ips.contains(ip) {
+                        ips.push(ip.clone());
+                    }
+                }
+            }
+            VirtualMachineInstanceNetworkInterface {
+                name: (!i.name.is_empty()).then(|| i.name.clone()),
+                mac: (!i.mac.is_empty()).then(|| i.mac.clone()),
+                ip_address: ips.first().cloned(),
+                ip_addresses: ips,
+                interface_name,
+                pod_interface_name: (!i.pod_interface.is_empty()).then(|| i.pod_interface.clone()),
+                info_source: Some(source),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> VirtualMachineInstanceCondition {
+    VirtualMachineInstanceCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: (!reason.is_empty()).then(|| reason.into()),
+        message: (!message.is_empty()).then(|| message.into()),
+        last_probe_time: None,
+        last_transition_time: Some(now.clone()),
+    }
+}
+
+/// Adds `cond`, or replaces the one of its type when status, reason or message differ (so
+/// transition times stay put while nothing changes).
+fn set(list: &mut Vec<VirtualMachineInstanceCondition>, cond: VirtualMachineInstanceCondition) {
+    match list.iter_mut().find(|c| c.type_ == cond.type_) {
+        Some(existing) => {
+            if existing.status != cond.status
+                || existing.reason != cond.reason
+                || existing.message != cond.message
+            {
+                *existing = cond;
+            }
+        }
+        None => list.push(cond),
+    }
+}
+
+fn remove(list: &mut Vec<VirtualMachineInstanceCondition>, type_: &str) {
+    list.retain(|c| c.type_ != type_);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use launcher_proto::v1::{GuestInterface, InterfaceStatus};
+
+    fn dom(state: DomainState, reason: StateReason) -> DomainStatus {
+        let mut d = DomainStatus {
+            name: "default_vm".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        };
+        d.set_state(state);
+        d.set_reason(reason);
+        d
+    }
+
+    fn status(phase: &str) -> VirtualMachineInstanceStatus {
+        VirtualMachineInstanceStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn phases() {
+        use DomainState as S;
+        use StateReason as R;
+        let cases = [
+            ("Scheduled", None, "Scheduled"),
+            ("Scheduled", Some(dom(S::None, R::Unknown)), "Scheduled"),
+            ("Running", None, "Failed"),
+            ("Scheduled", Some(dom(S::Running, R::Booted)), "Running"),
+            ("Scheduled", Some(dom(S::Paused, R::StartingUp)), "Running"),
+            ("Running", Some(dom(S::Paused, R::User)), "Running"),
+            ("Running", Some(dom(S::ShuttingDown, R::Unknown)), "Running"),
+            ("Running", Some(dom(S::Shutoff, R::Shutdown)), "Succeeded"),
+            ("Running", Some(dom(S::Shutoff, R::Destroyed)), "Succeeded"),
+            ("Running", Some(dom(S::Shutoff, R::Crashed)), "Failed"),
+            ("Running", Some(dom(S::Shutoff, R::Failed)), "Failed"),
+            ("Running", Some(dom(S::Shutoff, R::Panicked)), "Failed"),
+            ("Running", Some(dom(S::Crashed, R::Unknown)), "Failed"),
+            ("Running", Some(dom(S::NoState, R::Unknown)), "Running"),
+            ("Succeeded", Some(dom(S::Running, R::Booted)), "Succeeded"),
+            ("Failed", None, "Failed"),
+        ];
+        for (current, d, want) in cases {
+            assert_eq!(phase(current, d.as_ref()), want, "{current} with {d:?}");
+        }
+    }
+
+    #[test]
+    fn running_sets_phase_node_and_no_ready() {
+        let d = dom(DomainState::Running, StateReason::Booted);
+        let out = next(
+            &status("Scheduled"),
+            &Observed {
+                domain: Some(&d),
+                ..Default::default()
+            },
+            "node-a",
+            now(),
+        );
+        assert_eq!(out.phase(), "Running");
+        assert_eq!(out.node_name.as_deref(), Some("node-a"));
+        assert!(out.condition(vmi_condition_types::READY).is_none());
+        assert!(out.condition(vmi_condition_types::PAUSED).is_none());
+    }
+
+    #[test]
+    fn node_name_is_kept() {
+        let mut s = status("Scheduled");
+        s.node_name = Some("node-b".into());
+        let out = next(&s, &Observed::default(), "node-a", now());
+        assert_eq!(out.node_name.as_deref(), Some("node-b"));
+    }
+
+    #[test]
+    fn paused_by_user_and_back() {
+        let d = dom(DomainState::Paused, StateReason::User);
+        let out = next(
+            &status("Running"),
+            &Observed {
+                domain: Some(&d),
+                ..Default::default()
+            },
+            "n",
+            now(),
+        );
+        let c = out.condition(vmi_condition_types::PAUSED).unwrap();
+        assert_eq!(c.status, "True");
+        assert_eq!(c.reason.as_deref(), Some(PAUSED_BY_USER));
+        let d = dom(DomainState::Running, StateReason::Unpaused);
+        let out = next(
+            &out,
+            &Observed {
+                domain: Some(&d),
+                ..Default::default()
+            },
+            "n",
+            now(),
+        );
+        assert!(out.condition(vmi_condition_types::PAUSED).is_none());
+    }
+
+    #[test]
+    fn io_error_pause_and_starting_up() {
+        let d = dom(DomainState::Paused, StateReason::IoError);
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let out = next(&status("Running"), &obs, "n", now());
+        assert_eq!(
+            out.condition(vmi_condition_types::PAUSED)
+                .and_then(|c| c.reason.as_deref()),
+            Some(PAUSED_IO_ERROR)
+        );
+        let d = dom(DomainState::Paused, StateReason::StartingUp);
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let out = next(&status("Scheduled"), &obs, "n", now());
+        assert!(out.condition(vmi_condition_types::PAUSED).is_none());
+    }
+
+    #[test]
+    fn stopped_domain_is_not_ready_and_transition_time_is_stable() {
+        let d = dom(DomainState::Shutoff, StateReason::Shutdown);
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let out = next(&status("Running"), &obs, "n", now());
+        assert_eq!(out.phase(), "Succeeded");
+        let c = out.condition(vmi_condition_types::READY).unwrap().clone();
+        assert_eq!(c.status, "False");
+        assert_eq!(
+            c.reason.as_deref(),
+            Some(vmi_condition_reasons::GUEST_NOT_RUNNING)
+        );
+        let later = Timestamp::from_second(1_700_000_100).unwrap();
+        let again = next(&out, &obs, "n", later);
+        assert_eq!(again.condition(vmi_condition_types::READY), Some(&c));
+    }
+
+    #[test]
+    fn software_emulation_from_info() {
+        let info = InfoResponse {
+            emulation: true,
+            emulation_reason: "/dev/kvm does not exist".into(),
+            ..Default::default()
+        };
+        let obs = Observed {
+            info: Some(&info),
+            ..Default::default()
+        };
+        let out = next(&status("Scheduled"), &obs, "n", now());
+        let c = out
+            .condition(vmi_condition_types::SOFTWARE_EMULATION)
+            .unwrap();
+        assert_eq!(c.status, "True");
+        assert_eq!(c.message.as_deref(), Some("/dev/kvm does not exist"));
+        let kvm = InfoResponse::default();
+        let obs = Observed {
+            info: Some(&kvm),
+            ..Default::default()
+        };
+        let out = next(&out, &obs, "n", now());
+        assert!(
+            out.condition(vmi_condition_types::SOFTWARE_EMULATION)
+                .is_none()
+        );
+        // Unknown info leaves it as it was.
+        let mut s = status("Running");
+        s.conditions.push(condition(
+            vmi_condition_types::SOFTWARE_EMULATION,
+            "True",
+            SOFTWARE_EMULATION_REASON,
+            "",
+            &Time(now()),
+        ));
+        let out = next(&s, &Observed::default(), "n", now());
+        assert!(
+            out.condition(vmi_condition_types::SOFTWARE_EMULATION)
+                .is_some()
+        );
+    }
+
+    fn running_with_interface() -> DomainStatus {
+        let mut d = dom(DomainState::Running, StateReason::Booted);
+        d.interfaces.push(InterfaceStatus {
+            name: "default".into(),
+            mac: "52:54:00:aa:bb:cc".into(),
+            ips: vec!["10.244.0.7".into()],
+            binding: "masquerade".into(),
+            pod_interface: "eth0".into(),
+            tap: "tap0".into(),
+            guest_ip: "10.0.2.2".into(),
+        });
+        d
+    }
+
+    #[test]
+    fn interfaces_from_domain() {
+        let d = running_with_interface();
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let out = next(&status("Scheduled"), &obs, "n", now());
+        assert_eq!(out.interfaces.len(), 1);
+        let i = &out.interfaces[0];
+        assert_eq!(i.name.as_deref(), Some("default"));
+        assert_eq!(i.mac.as_deref(), Some("52:54:00:aa:bb:cc"));
+        assert_eq!(i.ip_address.as_deref(), Some("10.244.0.7"));
+        assert_eq!(i.ip_addresses, vec!["10.244.0.7".to_string()]);
+        assert_eq!(i.pod_interface_name.as_deref(), Some("eth0"));
+        assert_eq!(i.info_source.as_deref(), Some("domain"));
+        assert!(i.interface_name.is_none());
+        // Once the domain stops, the last interfaces stay.
+        let stopped = dom(DomainState::Shutoff, StateReason::Shutdown);
+        let obs = Observed {
+            domain: Some(&stopped),
+            ..Default::default()
+        };
+        let after = next(&out, &obs, "n", now());
+        assert_eq!(after.interfaces, out.interfaces);
+    }
+
+    #[test]
+    fn agent_connected_guest_os_and_interface_merge() {
+        let d = running_with_interface();
+        let g = GuestInfo {
+            agent_version: "8.1".into(),
+            os_id: "alpine".into(),
+            os_name: "Alpine Linux".into(),
+            os_version: "3.20".into(),
+            kernel_release: "6.6.1".into(),
+            interfaces: vec![GuestInterface {
+                name: "eth0".into(),
+                mac: "52:54:00:AA:BB:CC".into(),
+                ips: vec!["10.0.2.2".into(), "10.244.0.7".into()],
+            }],
+            ..Default::default()
+        };
+        let obs = Observed {
+            domain: Some(&d),
+            guest: Some(&g),
+            ..Default::default()
+        };
+        let out = next(&status("Running"), &obs, "n", now());
+        assert!(out.condition_is_true(vmi_condition_types::AGENT_CONNECTED));
+        let os = out.guest_os_info.as_ref().unwrap();
+        assert_eq!(os.id.as_deref(), Some("alpine"));
+        assert_eq!(os.pretty_name.as_deref(), Some("Alpine Linux 3.20"));
+        assert_eq!(os.kernel_release.as_deref(), Some("6.6.1"));
+        let i = &out.interfaces[0];
+        assert_eq!(i.interface_name.as_deref(), Some("eth0"));
+        assert_eq!(i.info_source.as_deref(), Some("domain, guest-agent"));
+        assert_eq!(
+            i.ip_addresses,
+            vec!["10.244.0.7".to_string(), "10.0.2.2".to_string()]
+        );
+        // The agent goes away: the condition goes too.
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let out = next(&out, &obs, "n", now());
+        assert!(
+            out.condition(vmi_condition_types::AGENT_CONNECTED)
+                .is_none()
+        );
+        assert_eq!(out.interfaces[0].info_source.as_deref(), Some("domain"));
+    }
+}

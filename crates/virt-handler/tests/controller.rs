@@ -1,0 +1,356 @@
+//! The VMI controller against the embedded API server, with a fake launcher serving the gRPC
+//! contract on a unix socket under a temporary kubelet root (no QEMU): a Scheduled VMI is
+//! Synced and goes Running with its interface and the SoftwareEmulation condition; a pause shows
+//! as Paused; deleting the VMI shuts the domain down and deletes it; a handler restart does not
+//! Sync a running domain again.
+
+mod common;
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Cluster, eventually, yaml};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kubevirt_api::v1::VirtualMachineInstance;
+use launcher_proto::v1::{
+    DomainEvent, DomainRequest, DomainState, DomainStats, DomainStatus, GuestInfo, InfoRequest,
+    InfoResponse, InterfaceStatus, PingRequest, PingResponse, StateReason, SyncRequest,
+    WatchRequest,
+};
+use serde_json::json;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use virt_handler::controller::{self, Config, launcher_socket};
+
+#[derive(Default)]
+struct State {
+    uid: String,
+    domain: Option<DomainStatus>,
+    calls: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct FakeLauncher {
+    state: Arc<Mutex<State>>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl FakeLauncher {
+    fn calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().calls.clone()
+    }
+    fn record(&self, call: &str, uid: &str) -> Result<(), Status> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(call.to_string());
+        if !uid.is_empty() && !s.uid.is_empty() && uid != s.uid {
+            return Err(Status::failed_precondition("uid mismatch"));
+        }
+        Ok(())
+    }
+    fn current(&self) -> Result<DomainStatus, Status> {
+        let s = self.state.lock().unwrap();
+        if s.uid.is_empty() {
+            return Err(Status::failed_precondition("no VMI synced yet"));
+        }
+        Ok(s.domain.clone().unwrap_or_default())
+    }
+    fn set(&self, state: DomainState, reason: StateReason) -> DomainStatus {
+        let mut s = self.state.lock().unwrap();
+        let d = s.domain.get_or_insert_with(Default::default);
+        d.set_state(state);
+        d.set_reason(reason);
+        d.clone()
+    }
+}
+
+#[tonic::async_trait]
+impl launcher_proto::Launcher for FakeLauncher {
+    async fn info(&self, _: Request<InfoRequest>) -> Reply<InfoResponse> {
+        self.record("Info", "")?;
+        Ok(Response::new(InfoResponse {
+            emulation: true,
+            emulation_reason: "no /dev/kvm".into(),
+            ..Default::default()
+        }))
+    }
+    async fn ping(&self, _: Request<PingRequest>) -> Reply<PingResponse> {
+        Ok(Response::new(PingResponse {}))
+    }
+    async fn sync(&self, req: Request<SyncRequest>) -> Reply<DomainStatus> {
+        self.record("Sync", "")?;
+        let vmi: serde_json::Value = serde_json::from_slice(&req.get_ref().vmi_json)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let uid = vmi["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ns = vmi["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = vmi["metadata"]["name"].as_str().unwrap_or_default();
+        let mut d = DomainStatus {
+            name: format!("{ns}_{name}"),
+            uid: uid.clone(),
+            interfaces: vec![InterfaceStatus {
+                name: "default".into(),
+                mac: "52:54:00:12:34:56".into(),
+                ips: vec!["10.244.1.9".into()],
+                binding: "masquerade".into(),
+                pod_interface: "eth0".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        d.set_state(DomainState::Running);
+        d.set_reason(StateReason::Booted);
+        let mut s = self.state.lock().unwrap();
+        s.uid = uid;
+        s.domain = Some(d.clone());
+        Ok(Response::new(d))
+    }
+    async fn pause(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("Pause", &req.get_ref().uid)?;
+        Ok(Response::new(
+            self.set(DomainState::Paused, StateReason::User),
+        ))
+    }
+    async fn unpause(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("Unpause", &req.get_ref().uid)?;
+        Ok(Response::new(
+            self.set(DomainState::Running, StateReason::Unpaused),
+        ))
+    }
+    async fn shutdown(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("Shutdown", &req.get_ref().uid)?;
+        // The guest powers off at once.
+        Ok(Response::new(
+            self.set(DomainState::Shutoff, StateReason::Shutdown),
+        ))
+    }
+    async fn kill(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("Kill", &req.get_ref().uid)?;
+        Ok(Response::new(
+            self.set(DomainState::Shutoff, StateReason::Destroyed),
+        ))
+    }
+    async fn delete(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("Delete", &req.get_ref().uid)?;
+        self.state.lock().unwrap().domain = None;
+        Ok(Response::new(DomainStatus::default()))
+    }
+    async fn get_domain(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
+        self.record("GetDomain", &req.get_ref().uid)?;
+        Ok(Response::new(self.current()?))
+    }
+    async fn get_domain_stats(&self, _: Request<DomainRequest>) -> Reply<DomainStats> {
+        Err(Status::unimplemented("stats"))
+    }
+    async fn get_guest_info(&self, _: Request<DomainRequest>) -> Reply<GuestInfo> {
+        Err(Status::unavailable("no guest agent"))
+    }
+    type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<DomainEvent, Status>> + Send>>;
+    async fn watch_events(&self, _: Request<WatchRequest>) -> Reply<Self::WatchEventsStream> {
+        Err(Status::unimplemented("events"))
+    }
+}
+
+fn serve(fake: FakeLauncher, socket: &Path) -> tokio::task::JoinHandle<()> {
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let (path, dir) = controller::addressable(socket).unwrap();
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    drop(dir);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(launcher_proto::LauncherServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+            .await
+            .unwrap();
+    })
+}
+
+fn start_handler(c: &Cluster, root: &Path) -> tokio::task::JoinHandle<()> {
+    let config = Config {
+        node: "node-1".into(),
+        kubelet_root: root.to_path_buf(),
+        poll: Duration::from_millis(300),
+    };
+    tokio::spawn(controller::run(
+        c.client.clone(),
+        config,
+        std::future::pending(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_reports_and_stops_a_vmi() {
+    let c = Cluster::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+
+    // A VMI virt-controller handed to node-1; a finalizer keeps it visible while it stops.
+    let vmi: VirtualMachineInstance = yaml(
+        r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: vm1
+  labels:
+    kubevirt.io/nodeName: node-1
+  finalizers: [test.kubevirt.io/hold]
+spec:
+  domain:
+    devices: {}
+"#,
+    );
+    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let uid = vmi.uid().unwrap();
+    vmis.patch(
+        "vm1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "virt-launcher-vm1-abcde",
+            "labels": {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": uid}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let fake = FakeLauncher::default();
+    let server = serve(
+        fake.clone(),
+        &launcher_socket(root.path(), &pod.uid().unwrap()),
+    );
+
+    let handler = start_handler(&c, root.path());
+    let running = eventually("the VMI Running", || async {
+        let v = vmis.get("vm1").await.ok()?;
+        let s = v.status?;
+        (s.phase() == "Running").then_some(s)
+    })
+    .await;
+    assert_eq!(running.node_name.as_deref(), Some("node-1"));
+    assert_eq!(running.interfaces.len(), 1);
+    assert_eq!(
+        running.interfaces[0].ip_address.as_deref(),
+        Some("10.244.1.9")
+    );
+    assert_eq!(
+        running.interfaces[0].mac.as_deref(),
+        Some("52:54:00:12:34:56")
+    );
+    assert!(running.condition_is_true("SoftwareEmulation"));
+    assert_eq!(
+        fake.calls().iter().filter(|c| *c == "Sync").count(),
+        1,
+        "{:?}",
+        fake.calls()
+    );
+
+    // The user pauses through the launcher: the condition follows.
+    fake.set(DomainState::Paused, StateReason::User);
+    eventually("the Paused condition", || async {
+        let s = vmis.get("vm1").await.ok()?.status?;
+        s.condition_is_true("Paused").then_some(())
+    })
+    .await;
+    fake.set(DomainState::Running, StateReason::Unpaused);
+    eventually("Paused removed", || async {
+        let s = vmis.get("vm1").await.ok()?.status?;
+        s.condition("Paused").is_none().then_some(())
+    })
+    .await;
+
+    // A restarted handler leaves the running domain alone.
+    handler.abort();
+    let _ = handler.await;
+    let before = fake.calls().len();
+    let handler = start_handler(&c, root.path());
+    eventually("the new handler reading the domain", || async {
+        (fake.calls().len() > before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(fake.calls().iter().filter(|c| *c == "Sync").count(), 1);
+    assert_eq!(
+        vmis.get("vm1").await.unwrap().status.unwrap().phase(),
+        "Running"
+    );
+
+    // Deleting the VMI shuts the domain down, then deletes it.
+    vmis.delete("vm1", &DeleteParams::default()).await.unwrap();
+    eventually("Shutdown then Delete", || async {
+        let calls = fake.calls();
+        let shut = calls.iter().position(|c| c == "Shutdown")?;
+        let del = calls.iter().position(|c| c == "Delete")?;
+        (shut < del).then_some(())
+    })
+    .await;
+    assert!(fake.state.lock().unwrap().domain.is_none());
+
+    handler.abort();
+    server.abort();
+    vmis.patch(
+        "vm1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignores_vmis_of_other_nodes() {
+    let c = Cluster::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let vmi: VirtualMachineInstance = yaml(
+        r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: elsewhere
+  labels:
+    kubevirt.io/nodeName: node-2
+spec:
+  domain:
+    devices: {}
+"#,
+    );
+    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let uid = vmi.uid().unwrap();
+    vmis.patch(
+        "elsewhere",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-2"}})),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "virt-launcher-elsewhere-abcde",
+            "labels": {"kubevirt.io/created-by": uid}},
+        "spec": {"nodeName": "node-2", "containers": [{"name": "compute", "image": "x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let fake = FakeLauncher::default();
+    let server = serve(
+        fake.clone(),
+        &launcher_socket(root.path(), &pod.uid().unwrap()),
+    );
+    let handler = start_handler(&c, root.path());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+    assert_eq!(
+        vmis.get("elsewhere").await.unwrap().status.unwrap().phase(),
+        "Scheduled"
+    );
+    handler.abort();
+    server.abort();
+}
