@@ -2,7 +2,7 @@
 //!
 //! - A VMI being deleted, or in a final phase, is stopped: an active domain gets a Shutdown
 //!   (ACPI) once; a domain that stopped is Deleted, after which the launcher exits and its pod
-//!   completes. (Kill after the grace period is not done yet.)
+//!   completes. A domain still running `grace_period` after the Shutdown is Killed.
 //! - A Scheduled VMI without a domain is Synced (the launcher defines and starts it).
 //! - Otherwise nothing: Sync is idempotent, but a running domain needs no call, and a Running VMI
 //!   whose domain vanished goes Failed (see `status::phase`) rather than being started again.
@@ -15,7 +15,21 @@ pub enum LauncherAction {
     Nothing,
     Sync,
     Shutdown,
+    Kill,
     Delete,
+}
+
+/// Upstream's default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// How long a guest gets to shut down: `spec.terminationGracePeriodSeconds`, else 30 s.
+pub fn grace_period(vmi: &VirtualMachineInstance) -> std::time::Duration {
+    let secs = vmi
+        .spec
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE_SECONDS)
+        .max(0);
+    std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
 /// Whether the VMI should no longer run.
@@ -23,13 +37,21 @@ pub fn stopping(vmi: &VirtualMachineInstance) -> bool {
     vmi.metadata.deletion_timestamp.is_some() || vmi.status.as_ref().is_some_and(|s| s.is_final())
 }
 
-pub fn decide(vmi: &VirtualMachineInstance, domain: Option<&DomainStatus>) -> LauncherAction {
+/// `since_shutdown`: how long ago this handler asked for the shutdown, when it did.
+pub fn decide(
+    vmi: &VirtualMachineInstance,
+    domain: Option<&DomainStatus>,
+    since_shutdown: Option<std::time::Duration>,
+) -> LauncherAction {
     let domain = domain.filter(|d| d.state() != DomainState::None);
     let phase = vmi.status.as_ref().map(|s| s.phase()).unwrap_or("");
     if stopping(vmi) {
         return match domain {
             None => LauncherAction::Nothing,
-            Some(d) if d.is_active() && d.shutdown_requested => LauncherAction::Nothing,
+            Some(d) if d.is_active() && d.shutdown_requested => match since_shutdown {
+                Some(t) if t >= grace_period(vmi) => LauncherAction::Kill,
+                _ => LauncherAction::Nothing,
+            },
             Some(d) if d.is_active() => LauncherAction::Shutdown,
             Some(_) => LauncherAction::Delete,
         };
@@ -127,7 +149,29 @@ mod tests {
             (vmi("Scheduled", true), None, A::Nothing),
         ];
         for (v, d, want) in cases {
-            assert_eq!(decide(&v, d.as_ref()), want, "{:?} {d:?}", v.status);
+            assert_eq!(decide(&v, d.as_ref(), None), want, "{:?} {d:?}", v.status);
         }
+    }
+
+    #[test]
+    fn kill_after_the_grace_period() {
+        use std::time::Duration;
+        let mut v = vmi("Running", true);
+        let d = dom(DomainState::Running, true);
+        assert_eq!(grace_period(&v), Duration::from_secs(30));
+        let at = |s| decide(&v, Some(&d), Some(Duration::from_secs(s)));
+        assert_eq!(at(29), LauncherAction::Nothing);
+        assert_eq!(at(30), LauncherAction::Kill);
+        v.spec.termination_grace_period_seconds = Some(0);
+        assert_eq!(
+            decide(&v, Some(&d), Some(Duration::ZERO)),
+            LauncherAction::Kill
+        );
+        // A stopped domain is deleted whatever the time.
+        let off = dom(DomainState::Shutoff, true);
+        assert_eq!(
+            decide(&v, Some(&off), Some(Duration::from_secs(99))),
+            LauncherAction::Delete
+        );
     }
 }

@@ -45,6 +45,9 @@ pub struct Config {
 pub struct Context {
     pub client: kube::Client,
     pub config: Config,
+    /// When this handler asked each VMI's (by uid) guest to shut down. Lost on restart: the grace
+    /// period then starts again from the first reconcile that sees the pending shutdown.
+    shutdowns: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +99,11 @@ fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> Error {
 pub async fn run(client: kube::Client, config: Config, shutdown: impl Future<Output = ()>) {
     let vmis: Api<VirtualMachineInstance> = Api::all(client.clone());
     let selector = format!("{NODE_NAME_LABEL}={}", config.node);
-    let ctx = Arc::new(Context { client, config });
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        shutdowns: Default::default(),
+    });
     let controller = Controller::new(vmis, watcher::Config::default().labels(&selector))
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -256,7 +263,25 @@ async fn reconcile_vmi(
     let mut domain = get_domain(client, &uid).await?;
 
     let req = DomainRequest { uid: uid.clone() };
-    match action::decide(vmi, domain.as_ref()) {
+    let since_shutdown = {
+        let mut shutdowns = ctx
+            .shutdowns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match domain.as_ref().filter(|d| d.shutdown_requested) {
+            Some(_) => Some(
+                shutdowns
+                    .entry(uid.clone())
+                    .or_insert_with(std::time::Instant::now)
+                    .elapsed(),
+            ),
+            None => {
+                shutdowns.remove(&uid);
+                None
+            }
+        }
+    };
+    match action::decide(vmi, domain.as_ref(), since_shutdown) {
         LauncherAction::Nothing => {}
         LauncherAction::Sync => {
             let vmi_json = serde_json::to_vec(vmi).map_err(Error::Encode)?;
@@ -274,11 +299,24 @@ async fn reconcile_vmi(
                 .shutdown(req.clone())
                 .await
                 .map_err(rpc("Shutdown"))?;
+            ctx.shutdowns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(uid.clone(), std::time::Instant::now());
+            domain = Some(d.into_inner());
+        }
+        LauncherAction::Kill => {
+            tracing::info!("grace period over: killing the domain");
+            let d = client.kill(req.clone()).await.map_err(rpc("Kill"))?;
             domain = Some(d.into_inner());
         }
         LauncherAction::Delete => {
             tracing::info!("deleting the domain");
             client.delete(req.clone()).await.map_err(rpc("Delete"))?;
+            ctx.shutdowns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&uid);
             domain = None;
         }
     }

@@ -31,6 +31,8 @@ struct State {
     uid: String,
     domain: Option<DomainStatus>,
     calls: Vec<String>,
+    /// The guest ignores the ACPI power button.
+    ignore_acpi: bool,
 }
 
 #[derive(Clone, Default)]
@@ -125,6 +127,12 @@ impl launcher_proto::Launcher for FakeLauncher {
     }
     async fn shutdown(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
         self.record("Shutdown", &req.get_ref().uid)?;
+        if self.state.lock().unwrap().ignore_acpi {
+            let mut s = self.state.lock().unwrap();
+            let d = s.domain.get_or_insert_with(Default::default);
+            d.shutdown_requested = true;
+            return Ok(Response::new(d.clone()));
+        }
         // The guest powers off at once.
         Ok(Response::new(
             self.set(DomainState::Shutoff, StateReason::Shutdown),
@@ -132,6 +140,9 @@ impl launcher_proto::Launcher for FakeLauncher {
     }
     async fn kill(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
         self.record("Kill", &req.get_ref().uid)?;
+        if let Some(d) = self.state.lock().unwrap().domain.as_mut() {
+            d.shutdown_requested = false;
+        }
         Ok(Response::new(
             self.set(DomainState::Shutoff, StateReason::Destroyed),
         ))
@@ -353,4 +364,76 @@ spec:
     );
     handler.abort();
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_a_guest_that_ignores_shutdown_after_the_grace_period() {
+    let c = Cluster::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let vmi: VirtualMachineInstance = yaml(
+        r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: stubborn
+  labels:
+    kubevirt.io/nodeName: node-1
+  finalizers: [test.kubevirt.io/hold]
+spec:
+  terminationGracePeriodSeconds: 1
+  domain:
+    devices: {}
+"#,
+    );
+    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let uid = vmi.uid().unwrap();
+    vmis.patch(
+        "stubborn",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "virt-launcher-stubborn-abcde",
+            "labels": {"kubevirt.io/created-by": uid}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let fake = FakeLauncher::default();
+    fake.state.lock().unwrap().ignore_acpi = true;
+    let server = serve(
+        fake.clone(),
+        &launcher_socket(root.path(), &pod.uid().unwrap()),
+    );
+    let handler = start_handler(&c, root.path());
+    eventually("the VMI Running", || async {
+        let s = vmis.get("stubborn").await.ok()?.status?;
+        (s.phase() == "Running").then_some(())
+    })
+    .await;
+    vmis.delete("stubborn", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Shutdown, Kill, then Delete", || async {
+        let calls = fake.calls();
+        let shut = calls.iter().position(|c| c == "Shutdown")?;
+        let kill = calls.iter().position(|c| c == "Kill")?;
+        let del = calls.iter().position(|c| c == "Delete")?;
+        (shut < kill && kill < del).then_some(())
+    })
+    .await;
+    assert_eq!(fake.calls().iter().filter(|c| *c == "Shutdown").count(), 1);
+    handler.abort();
+    server.abort();
+    vmis.patch(
+        "stubborn",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
 }
