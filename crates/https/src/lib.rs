@@ -15,6 +15,15 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// The peer of a connection, in every request's extensions: its address and the certificate
+/// chain it presented (empty when it presented none; verified by the server configuration's
+/// client verifier when there is one).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub certificates: Arc<Vec<CertificateDer<'static>>>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("certificate generation failed: {0}")]
@@ -24,7 +33,8 @@ pub enum Error {
 }
 
 /// Serves `router` on every connection `listener` accepts, until the task is aborted.
-/// A failed handshake or a broken connection is logged and ends only that connection.
+/// A failed handshake or a broken connection is logged and ends only that connection. Each
+/// request carries the connection's [`Peer`] as an extension.
 pub fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -63,6 +73,16 @@ async fn serve_connection(
             return;
         }
     };
+    let certificates: Vec<CertificateDer<'static>> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|x| x.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let router = router.layer(axum::Extension(Peer {
+        addr: peer,
+        certificates: Arc::new(certificates),
+    }));
     let io = hyper_util::rt::TokioIo::new(tls);
     let svc = hyper_util::service::TowerToHyperService::new(router);
     let builder =

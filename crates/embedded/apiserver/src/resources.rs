@@ -239,6 +239,7 @@ fn builtin_table() -> Vec<B> {
         },
         B {
             short: &["sa"],
+            extra: &["token"],
             ..b("", "v1", "serviceaccounts", "ServiceAccount", true)
         },
         B {

@@ -33,6 +33,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Events kept in memory for watches to resume from.
     pub watch_window: usize,
+    /// A static token file (`token,user,uid,"group1,group2"` lines).
+    pub token_auth_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
             data_dir: data_dir.into(),
             listen,
             watch_window: 50_000,
+            token_auth_file: None,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct App {
     pub aggregator: crate::aggregator::Aggregator,
     /// The client certificate presented to aggregated API servers and kubelets.
     pub proxy_client_cert: Option<crate::upstream::ClientCert>,
+    /// Static tokens and the service account token key.
+    pub authn: crate::authn::Authn,
 }
 
 impl App {
@@ -127,6 +132,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let tls = pki.server_config()?;
     let (proxy_cert, proxy_key) =
         pki.client_cert("front-proxy-client", "front-proxy-client", &[])?;
+    let static_tokens = match &config.token_auth_file {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|e| Error::io(p.display().to_string(), e))?;
+            crate::authn::parse_token_file(&text)
+                .map_err(|e| Error::Tls(format!("{}: {e}", p.display())))?
+        }
+        None => Default::default(),
+    };
     let store = Store::open(
         &config.data_dir.join("apiserver"),
         config.watch_window,
@@ -151,6 +165,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             cert_pem: proxy_cert,
             key_pem: proxy_key,
         }),
+        authn: crate::authn::Authn {
+            static_tokens,
+            signer: pki.service_account_signer()?,
+        },
     });
     app.refresh_registry();
     crate::controllers::bootstrap(&app).await?;
@@ -161,41 +179,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         &kubeconfig,
         pki.kubeconfig(&format!("https://{addr}"))?.as_bytes(),
     )?;
+    pki.component_kubeconfigs(&config.data_dir, &format!("https://{addr}"))?;
     let router = Router::new().fallback(handle).with_state(app.clone());
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tracing::info!(%addr, kubeconfig = %kubeconfig.display(), "apiserver listening");
-    let task = tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let router = router.clone();
-            tokio::spawn(async move {
-                let tls = match acceptor.accept(tcp).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "tls handshake failed");
-                        return;
-                    }
-                };
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let svc = hyper_util::service::TowerToHyperService::new(router);
-                let builder = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                );
-                if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-    });
+    let task = kubevirt_https::serve(listener, tls, router);
     Ok(Running {
         addr,
         kubeconfig,
@@ -379,7 +366,21 @@ fn parse_res_path(group: &str, version: &str, segs: &[String]) -> Option<ResPath
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let user = crate::auth::User::new("admin", &[crate::auth::MASTERS]);
+    let certs: Vec<Vec<u8>> = req
+        .extensions()
+        .get::<kubevirt_https::Peer>()
+        .map(|p| p.certificates.iter().map(|c| c.as_ref().to_vec()).collect())
+        .unwrap_or_default();
+    let user = match crate::authn::authenticate(&app, req.headers(), &certs) {
+        Ok(u) => u,
+        Err(crate::authn::Refusal::Anonymous) if is_health(&path) => {
+            crate::auth::User::new("system:anonymous", &["system:unauthenticated"])
+        }
+        Err(why) => {
+            tracing::debug!(%method, %path, reason = ?why, "unauthorized");
+            return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
+        }
+    };
     // Aggregated APIs: proxied as they come, bodies and upgrades streaming.
     if let Some(rest) = path.strip_prefix("/apis/") {
         let mut parts = rest.split('/');
@@ -413,6 +414,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     resp
+}
+
+/// Health checks, which anonymous clients may call.
+fn is_health(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
 }
 
 async fn route(
@@ -709,6 +717,7 @@ async fn resource(
         Some("binding") if def.extra.contains(&"binding") => Part::Main,
         Some("eviction") if def.extra.contains(&"eviction") => Part::Main,
         Some("finalize") if def.extra.contains(&"finalize") => Part::Main,
+        Some("token") if def.extra.contains(&"token") => Part::Main,
         Some(_) => return Err(ApiError::path_not_found(path)),
     };
     let is_crd = def.gr() == ops::CRDS;
@@ -823,6 +832,10 @@ async fn resource(
                 201,
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             )
+        }
+        (Method::POST, Some(name), Some("token")) => {
+            let req = decode_body(headers, &body, "TokenRequest")?;
+            (201, token_request(app, &ns, &name, req, dry)?)
         }
         (Method::POST, Some(name), Some("binding")) => {
             let mut obj = decode_body(headers, &body, "Binding")?;
@@ -1005,6 +1018,142 @@ async fn resource(
         warnings.extend(w.iter().cloned());
     }
     Ok(json_response(code, &value, &warnings))
+}
+
+/// `serviceaccounts/<name>/token`: a signed token for the service account, optionally bound to
+/// a Pod, Secret or Node that must exist (and the token dies with it).
+fn token_request(
+    app: &App,
+    ns: &str,
+    name: &str,
+    mut req: Value,
+    dry: bool,
+) -> Result<Value, ApiError> {
+    let subject = crate::error::Subject {
+        group: "",
+        resource: "serviceaccounts",
+        kind: "ServiceAccount",
+    };
+    let tr_subject = crate::error::Subject {
+        group: "authentication.k8s.io",
+        resource: "tokenrequests",
+        kind: "TokenRequest",
+    };
+    let sa = app
+        .store
+        .read()
+        .get("serviceaccounts", &object_key(ns, name))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(subject, name))?;
+    let spec = req.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .filter(|a: &Vec<String>| !a.is_empty())
+        .unwrap_or_else(|| vec![crate::tokens::ISSUER.to_string()]);
+    let expiration = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(3600);
+    if expiration < 600 {
+        return Err(ApiError::invalid(
+            tr_subject,
+            name,
+            vec![crate::error::Cause::invalid(
+                "spec.expirationSeconds",
+                format!(
+                    "Invalid value: {expiration}: may not specify a duration less than 10 minutes"
+                ),
+            )],
+        ));
+    }
+    let expiration = expiration.min(48 * 3600);
+    let bound = match spec.get("boundObjectRef").filter(|b| b.is_object()) {
+        None => None,
+        Some(b) => {
+            let kind = b.get("kind").and_then(Value::as_str).unwrap_or("");
+            let bname = b.get("name").and_then(Value::as_str).unwrap_or("");
+            let (gr, key) = match kind {
+                "Pod" => ("pods", object_key(ns, bname)),
+                "Secret" => ("secrets", object_key(ns, bname)),
+                "Node" => ("nodes", object_key("", bname)),
+                other => {
+                    return Err(ApiError::invalid(
+                        tr_subject,
+                        name,
+                        vec![crate::error::Cause::not_supported(
+                            "spec.boundObjectRef.kind",
+                            format!(
+                                "Unsupported value: \"{other}\": supported values: \"Pod\", \"Secret\", \"Node\""
+                            ),
+                        )],
+                    ));
+                }
+            };
+            let obj = app.store.read().get(gr, &key).cloned().ok_or_else(|| {
+                ApiError::not_found(
+                    crate::error::Subject {
+                        group: "",
+                        resource: gr,
+                        kind,
+                    },
+                    bname,
+                )
+            })?;
+            if let Some(u) = b.get("uid").and_then(Value::as_str)
+                && !u.is_empty()
+                && u != obj.uid
+            {
+                return Err(ApiError::conflict(
+                    tr_subject,
+                    name,
+                    &format!(
+                        "the UID in the bound object reference ({u}) does not match the UID in record"
+                    ),
+                ));
+            }
+            Some(crate::tokens::Bound {
+                kind: kind.to_string(),
+                name: bname.to_string(),
+                uid: obj.uid.clone(),
+            })
+        }
+    };
+    let now = crate::meta::now_seconds();
+    let claims = crate::tokens::claims(
+        ns,
+        name,
+        &sa.uid,
+        &audiences,
+        now,
+        expiration,
+        bound.as_ref(),
+        &crate::meta::new_uid(),
+    );
+    let token = if dry {
+        String::new()
+    } else {
+        app.authn.signer.sign(&claims).map_err(ApiError::internal)?
+    };
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] =
+        json!({"name": name, "namespace": ns, "creationTimestamp": crate::meta::now_rfc3339()});
+    req["spec"]["audiences"] = json!(audiences);
+    req["spec"]["expirationSeconds"] = json!(expiration);
+    if let Some(b) = &bound {
+        req["spec"]["boundObjectRef"]["uid"] = json!(b.uid);
+    }
+    req["status"] =
+        json!({"token": token, "expirationTimestamp": crate::meta::format_time(now + expiration)});
+    tracing::info!(namespace = %ns, serviceaccount = %name, expiration, "issued a service account token");
+    Ok(req)
 }
 
 fn field_selector(def: &ResourceDef, q: &Query) -> Result<FieldSelector, ApiError> {

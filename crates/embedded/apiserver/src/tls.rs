@@ -164,6 +164,44 @@ impl Pki {
         ))
     }
 
+    /// The service account token signing key (`sa.key`, PKCS#8 PEM), made once.
+    pub fn service_account_signer(&self) -> Result<crate::tokens::Signer, Error> {
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        let p = self.path("sa.key");
+        if p.is_file() {
+            let der = PrivatePkcs8KeyDer::from_pem_slice(&self.read("sa.key")?)
+                .map_err(|e| Error::Tls(format!("sa.key: {e}")))?;
+            return crate::tokens::Signer::from_pkcs8(der.secret_pkcs8_der()).map_err(Error::Tls);
+        }
+        let (der, signer) = crate::tokens::Signer::generate().map_err(Error::Tls)?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let lines: Vec<String> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        write_private(&p, pem.as_bytes())?;
+        Ok(signer)
+    }
+
+    /// Kubeconfigs for the control plane's components in `DATA/kubeconfigs/`, each with its
+    /// own client certificate: KubeVirt's service accounts (as upstream names them) and the
+    /// scheduler. Kubelets get theirs per node ([`Pki::client_kubeconfig`] with
+    /// `system:node:<node>` in `system:nodes`).
+    pub fn component_kubeconfigs(&self, data_dir: &Path, server: &str) -> Result<(), Error> {
+        let dir = data_dir.join("kubeconfigs");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        for (file, user, groups) in COMPONENTS {
+            let kc = self.client_kubeconfig(server, file, user, groups)?;
+            write_private(&dir.join(format!("{file}.kubeconfig")), kc.as_bytes())?;
+        }
+        Ok(())
+    }
+
     fn read(&self, name: &str) -> Result<Vec<u8>, Error> {
         let p = self.path(name);
         std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e))
@@ -212,6 +250,26 @@ impl Pki {
         ))
     }
 }
+
+/// The components with their own identities: (file name, user, groups).
+pub const COMPONENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "virt-api",
+        "system:serviceaccount:kubevirt:kubevirt-apiserver",
+        &["system:serviceaccounts", "system:serviceaccounts:kubevirt"],
+    ),
+    (
+        "virt-controller",
+        "system:serviceaccount:kubevirt:kubevirt-controller",
+        &["system:serviceaccounts", "system:serviceaccounts:kubevirt"],
+    ),
+    (
+        "virt-handler",
+        "system:serviceaccount:kubevirt:kubevirt-handler",
+        &["system:serviceaccounts", "system:serviceaccounts:kubevirt"],
+    ),
+    ("scheduler", "system:kube-scheduler", &[]),
+];
 
 /// Writes a file readable by its owner only, atomically (temp file + rename).
 pub fn write_private(path: &Path, body: &[u8]) -> Result<(), Error> {

@@ -27,6 +27,29 @@ enum Command {
         /// Events kept in memory for watches to resume from.
         #[arg(long, default_value_t = 50_000)]
         watch_window: usize,
+        /// Bearer tokens accepted besides certificates and service account tokens: CSV lines
+        /// `token,user,uid,"group1,group2"`.
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
+    },
+    /// Write a kubeconfig with a client certificate (signed by the cluster CA in
+    /// DATA/pki) for a user: a kubelet's `system:node:<node>`, or any user and groups.
+    Kubeconfig {
+        #[arg(long, default_value = "/var/lib/kubevirt-rs")]
+        data_dir: PathBuf,
+        /// The API server's URL (default: the one in DATA/kubeconfig).
+        #[arg(long)]
+        server: Option<String>,
+        /// A node name: user `system:node:<node>` in group `system:nodes`.
+        #[arg(long, conflicts_with_all = ["user", "group"])]
+        node: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        group: Vec<String>,
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run an embedded node's kubelet: pods as processes in their own namespaces and cgroup.
     Kubelet(Box<kubevirt_embedded_kubelet::Args>),
@@ -61,9 +84,11 @@ fn main() -> anyhow::Result<()> {
                 data_dir,
                 listen,
                 watch_window,
+                token_auth_file,
             } => {
                 let mut config = kubevirt_embedded_apiserver::Config::new(&data_dir, listen);
                 config.watch_window = watch_window;
+                config.token_auth_file = token_auth_file;
                 let running = kubevirt_embedded_apiserver::start(config)
                     .await
                     .with_context(|| format!("starting the API server on {listen}"))?;
@@ -88,6 +113,58 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .context("running the scheduler"),
             Command::Kubelet(_) => Ok(()),
+            Command::Kubeconfig {
+                data_dir,
+                server,
+                node,
+                user,
+                group,
+                out,
+            } => write_kubeconfig(&data_dir, server, node, user, group, &out),
         }
     })
+}
+
+/// `virt-cluster kubeconfig`: a client-certificate kubeconfig for a node or a user.
+fn write_kubeconfig(
+    data_dir: &std::path::Path,
+    server: Option<String>,
+    node: Option<String>,
+    user: Option<String>,
+    groups: Vec<String>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let (user, groups) = match (node, user) {
+        (Some(n), _) => (format!("system:node:{n}"), vec!["system:nodes".to_string()]),
+        (None, Some(u)) => (u, groups),
+        (None, None) => anyhow::bail!("give --node or --user"),
+    };
+    let server = match server {
+        Some(s) => s,
+        None => {
+            let kc = std::fs::read_to_string(data_dir.join("kubeconfig"))
+                .context("reading DATA/kubeconfig for the server URL (or pass --server)")?;
+            kc.lines()
+                .find_map(|l| l.trim().strip_prefix("server: "))
+                .map(str::to_string)
+                .context("no server in DATA/kubeconfig")?
+        }
+    };
+    let pki = kubevirt_embedded_apiserver::tls::Pki::new(data_dir);
+    pki.ensure()?;
+    let file: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let kc = pki.client_kubeconfig(&server, &format!("user-{file}"), &user, &refs)?;
+    kubevirt_embedded_apiserver::tls::write_private(out, kc.as_bytes())?;
+    println!("wrote {} for {user}", out.display());
+    Ok(())
 }
