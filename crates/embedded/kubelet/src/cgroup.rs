@@ -182,6 +182,22 @@ impl Cgroups {
         }
     }
 
+    /// How many processes the kernel's OOM killer ended in the pod's memory group.
+    pub fn oom_kills(&self, uid: &str) -> u64 {
+        let name = format!("pod{uid}");
+        let file = match self {
+            Cgroups::V2 { base } => base.join(&name).join("memory.events"),
+            Cgroups::V1 {
+                memory: Some(m), ..
+            } => m.join(&name).join("memory.oom_control"),
+            _ => return 0,
+        };
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| parse_oom_kill(&t))
+            .unwrap_or(0)
+    }
+
     /// Removes the node's groups (tests and node teardown).
     pub fn remove_node(&self) {
         let bases: Vec<&PathBuf> = match self {
@@ -198,8 +214,18 @@ impl Cgroups {
                 }
             }
             let _ = std::fs::remove_dir(b);
+            // `kubevirt-rs/` itself, once no node is left in it.
+            if let Some(parent) = b.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
+}
+
+/// The `oom_kill N` counter of `memory.oom_control` (v1) or `memory.events` (v2).
+pub fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
 }
 
 fn write_or_warn(path: &Path, value: &str) {
@@ -221,6 +247,19 @@ mod tests {
         );
         assert_eq!(v1_own_path(proc, "cpu").as_deref(), Some("/"));
         assert_eq!(v1_own_path(proc, "pids"), None);
+    }
+
+    #[test]
+    fn oom_counters() {
+        assert_eq!(
+            parse_oom_kill("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            Some(2)
+        );
+        assert_eq!(
+            parse_oom_kill("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            Some(1)
+        );
+        assert_eq!(parse_oom_kill(""), None);
     }
 
     #[test]

@@ -64,6 +64,10 @@ struct C {
     /// A kill sent (liveness failure or deletion) and when to escalate to SIGKILL.
     kill_deadline: Option<Instant>,
     watched: bool,
+    /// The pod's OOM kill count when this attempt started; a SIGKILL with a higher count after
+    /// is reported as OOMKilled.
+    oom_before: u64,
+    oom_killed: bool,
 }
 
 impl C {
@@ -81,6 +85,8 @@ impl C {
             reason: Some(
                 if e.error.is_some() {
                     "StartError"
+                } else if self.oom_killed {
+                    "OOMKilled"
                 } else if e.exit_code == 0 {
                     "Completed"
                 } else {
@@ -354,6 +360,8 @@ impl Worker {
             if st.running() {
                 let dir = runtime::attempt_dir(&self.dir, name, st.attempt);
                 if let Some(e) = runtime::read_exited(&dir) {
+                    st.oom_killed = e.signal == Some(9)
+                        && self.shared.cgroups.oom_kills(&self.uid) > st.oom_before;
                     st.exited = Some(e);
                     st.ready = false;
                     st.kill_deadline = None;
@@ -659,6 +667,8 @@ impl Worker {
         st.readiness = None;
         st.startup = None;
         st.kill_deadline = None;
+        st.oom_killed = false;
+        st.oom_before = self.shared.cgroups.oom_kills(&self.uid);
         if attempt > 1 {
             st.restart_count += 1;
             st.consecutive += 1;

@@ -258,3 +258,32 @@ async fn a_deleted_pods_network_is_released_while_others_run() {
     let third = c.wait("third", 30, |p| phase(p) == "Running").await;
     assert_eq!(third.status.and_then(|s| s.pod_ip), Some(ip));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_is_enforced_and_reported_as_oom_killed() {
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    let cgroups = kubevirt_embedded_kubelet::cgroup::Cgroups::detect_system("probe");
+    let has_memory = match &cgroups {
+        kubevirt_embedded_kubelet::cgroup::Cgroups::V2 { .. } => true,
+        kubevirt_embedded_kubelet::cgroup::Cgroups::V1 { memory, .. } => memory.is_some(),
+        kubevirt_embedded_kubelet::cgroup::Cgroups::Unavailable => false,
+    };
+    if !has_memory {
+        eprintln!("no memory cgroup on this machine: limits are not enforced, nothing to test");
+        return;
+    }
+    c.create(json!({"metadata": {"name": "hungry"}, "spec": {"restartPolicy": "Never",
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["alloc", "8", "echo", "small ok", "alloc", "256", "hang"],
+            "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}]}}))
+    .await;
+    let p = c
+        .wait("hungry", 30, |p| matches!(phase(p), "Failed" | "Succeeded"))
+        .await;
+    let t = container_status(&p, "main")
+        .and_then(|s| s.state)
+        .and_then(|s| s.terminated)
+        .expect("terminated");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+    assert!(c.logs(0, "hungry", "main", "").contains("small ok"));
+}

@@ -14,6 +14,7 @@
 //! | `get ADDR:PORT` | HTTP GET / and prints the body |
 //! | `term-grace SECS` | on SIGTERM: prints `got SIGTERM`, waits SECS, exits 0 |
 //! | `ignore-term` | ignores SIGTERM |
+//! | `alloc MB` | allocates and touches MB mebibytes (kept) |
 //! | `hang` | waits forever |
 //!
 //! With no step left it exits 0, unless it serves HTTP (then it waits).
@@ -91,6 +92,7 @@ fn main() {
     let mut i = 0;
     let mut serving = false;
     let health: Arc<Mutex<Option<PathBuf>>> = Arc::new(Mutex::new(None));
+    let mut kept: Vec<Vec<u8>> = Vec::new();
     let arg = |i: usize| -> String {
         args.get(i).cloned().unwrap_or_else(|| {
             eprintln!("missing argument after {:?}", args.get(i.wrapping_sub(1)));
@@ -195,6 +197,16 @@ fn main() {
                         }
                     }
                 });
+            }
+            "alloc" => {
+                let mb: usize = arg(i).parse().unwrap_or(1);
+                i += 1;
+                let mut v = vec![0u8; mb << 20];
+                for b in v.iter_mut().step_by(4096) {
+                    *b = 1;
+                }
+                println!("allocated {mb} MiB");
+                kept.push(v);
             }
             "hang" => loop {
                 std::thread::sleep(Duration::from_secs(3600));
