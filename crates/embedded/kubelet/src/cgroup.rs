@@ -171,6 +171,22 @@ impl Cgroups {
         procs
     }
 
+    /// Are the pod's groups free of processes?
+    pub fn pod_empty(&self, uid: &str) -> bool {
+        self.pod_dirs(uid).iter().all(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs")).map_or(true, |p| p.trim().is_empty())
+        })
+    }
+
+    /// Waits (up to `timeout`) for the pod's processes to be gone, then removes its groups.
+    pub async fn remove_pod_when_empty(&self, uid: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.pod_empty(uid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.remove_pod(uid);
+    }
+
     /// Removes the pod's groups (once its processes are gone).
     pub fn remove_pod(&self, uid: &str) {
         for d in self.pod_dirs(uid) {

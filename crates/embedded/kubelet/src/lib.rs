@@ -375,7 +375,10 @@ async fn cleanup_orphans(shared: &Shared, known: &HashSet<String>) {
         runtime::kill_all(&e.path());
         tokio::time::sleep(Duration::from_millis(50)).await;
         network::teardown_pod(&shared.config.node_name, &uid).await;
-        shared.cgroups.remove_pod(&uid);
+        shared
+            .cgroups
+            .remove_pod_when_empty(&uid, Duration::from_secs(3))
+            .await;
         volumes::unmount_all(&e.path());
         let _ = std::fs::remove_dir_all(e.path());
     }
@@ -399,7 +402,9 @@ pub async fn teardown_node(data_dir: &Path, node: &str, index: u32, fabric: &str
             for e in rd.flatten() {
                 if let Some(uid) = e.file_name().to_str() {
                     network::teardown_pod(node, uid).await;
-                    cgroups.remove_pod(uid);
+                    cgroups
+                        .remove_pod_when_empty(uid, Duration::from_secs(3))
+                        .await;
                 }
                 volumes::unmount_all(&e.path());
             }

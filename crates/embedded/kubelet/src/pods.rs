@@ -982,7 +982,10 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         network::teardown_pod(&self.shared.config.node_name, &self.uid).await;
-        self.shared.cgroups.remove_pod(&self.uid);
+        self.shared
+            .cgroups
+            .remove_pod_when_empty(&self.uid, Duration::from_secs(3))
+            .await;
         volumes::unmount_all(&self.dir);
         self.sandbox = None;
         if remove {
