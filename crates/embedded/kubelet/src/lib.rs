@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod cgroup;
 pub mod downward;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod network;

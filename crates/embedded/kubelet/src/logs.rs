@@ -21,9 +21,9 @@ use serde::Deserialize;
 pub type PodIndex = Arc<RwLock<HashMap<(String, String), String>>>;
 
 #[derive(Clone)]
-struct Ctx {
-    root: PathBuf,
-    index: PodIndex,
+pub(crate) struct Ctx {
+    pub(crate) root: PathBuf,
+    pub(crate) index: PodIndex,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +174,7 @@ struct Follow {
 pub fn router(root: PathBuf, index: PodIndex) -> Router {
     Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route("/exec/{ns}/{pod}/{container}", get(crate::exec::handler))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Ctx { root, index })
 }
@@ -211,7 +212,7 @@ pub async fn serve(
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 )
-                .serve_connection(io, svc)
+                .serve_connection_with_upgrades(io, svc)
                 .await;
             });
         }

@@ -1,0 +1,172 @@
+//! `kubectl exec` through the kubelet's `/exec` endpoint (WebSocket, channel protocol v5):
+//! stdout, stderr, stdin, the exit status, and the container's namespaces and environment.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Cluster, TESTPROG, phase};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Runs a command through the kubelet; returns (stdout, stderr, status).
+async fn exec(
+    c: &Cluster,
+    pod: &str,
+    container: &str,
+    cmd: &[&str],
+    stdin: Option<&[u8]>,
+) -> (String, String, serde_json::Value) {
+    let addr = c.kubelet_addr(0);
+    let mut query: Vec<String> = cmd
+        .iter()
+        .map(|a| format!("command={}", encode(a)))
+        .collect();
+    query.push("stdout=true".into());
+    query.push("stderr=true".into());
+    if stdin.is_some() {
+        query.push("stdin=true".into());
+    }
+    let url = format!(
+        "wss://{addr}/exec/default/{pod}/{container}?{}",
+        query.join("&")
+    );
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().expect("header"),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect("127.0.0.1".try_into().expect("name"), tcp)
+        .await
+        .expect("tls");
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("websocket");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("v5.channel.k8s.io")
+    );
+    if let Some(data) = stdin {
+        let mut m = vec![0u8];
+        m.extend_from_slice(data);
+        ws.send(Message::Binary(m.into())).await.expect("stdin");
+        ws.send(Message::Binary(vec![255u8, 0].into()))
+            .await
+            .expect("close stdin");
+    }
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), serde_json::Value::Null);
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Binary(b) = msg else { continue };
+        match b.split_first() {
+            Some((1, d)) => out.extend_from_slice(d),
+            Some((2, d)) => err.extend_from_slice(d),
+            Some((3, d)) => status = serde_json::from_slice(d).expect("status json"),
+            _ => {}
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        status,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_in_a_running_container() {
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    c.create(json!({"metadata": {"name": "box"}, "spec": {"containers": [{"name": "main", "image": TESTPROG,
+        "args": ["hang"], "env": [{"name": "WHO", "value": "inside"}],
+        "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+        "volumes": [{"name": "d", "emptyDir": {}}]}}))
+    .await;
+    let p = c.wait("box", 30, |p| phase(p) == "Running").await;
+    let ip = p.status.and_then(|s| s.pod_ip).expect("ip");
+    let (out, err, status) = exec(
+        &c,
+        "box",
+        "main",
+        &[
+            "/bin/sh",
+            "-c",
+            "echo $WHO; hostname; ip -o -4 addr show eth0; echo oops >&2; touch /data/x",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status["status"], "Success", "{status} {err}");
+    assert!(out.starts_with("inside\nbox\n"), "{out}");
+    assert!(out.contains(&ip), "{out}");
+    assert_eq!(err.trim(), "oops");
+    let (out, _, status) = exec(
+        &c,
+        "box",
+        "main",
+        &["/bin/sh", "-c", "cat; ls /data; exit 3"],
+        Some(b"from stdin\n"),
+    )
+    .await;
+    assert_eq!(out, "from stdin\nx\n");
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+}
