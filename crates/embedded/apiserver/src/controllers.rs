@@ -71,6 +71,7 @@ pub async fn bootstrap(app: &Arc<App>) -> Result<(), Error> {
             Err(e) => return Err(e.into()),
         }
     }
+    bootstrap_rbac(app).await?;
     // The `kubernetes` Service and its Endpoints (the port may change between starts).
     let port: u16 = app
         .address()
@@ -104,6 +105,99 @@ pub async fn bootstrap(app: &Arc<App>) -> Result<(), Error> {
             ops::create(c, obj)
         };
         app.store.write(f).await?;
+    }
+    Ok(())
+}
+
+/// Creates the bootstrap RBAC objects, and puts back those marked for auto-update.
+async fn bootstrap_rbac(app: &Arc<App>) -> Result<(), Error> {
+    for obj in crate::bootstrap::objects() {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let resource = if kind == "ClusterRole" {
+            "clusterroles"
+        } else {
+            "clusterrolebindings"
+        };
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let d = def(app, "rbac.authorization.k8s.io", resource)?;
+        let existing = app
+            .store
+            .read()
+            .get(&d.gr(), &object_key("", &name))
+            .and_then(|o| o.value().ok());
+        let f = match existing {
+            None => ops::create(ctx(d, ""), obj),
+            Some(cur) => {
+                let auto = cur
+                    .pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+                    .and_then(Value::as_str)
+                    != Some("false");
+                // Aggregated roles keep the rules the aggregation wrote.
+                let mut want = obj.clone();
+                if want.get("aggregationRule").is_some() {
+                    want["rules"] = cur.get("rules").cloned().unwrap_or_else(|| json!([]));
+                }
+                let same = ["rules", "roleRef", "subjects", "aggregationRule"]
+                    .iter()
+                    .all(|k| cur.get(*k) == want.get(*k));
+                if !auto || same {
+                    continue;
+                }
+                ops::update(ctx(d, ""), name, want, ops::Part::Main)
+            }
+        };
+        app.store.write(f).await?;
+    }
+    aggregate_cluster_roles(app).await?;
+    Ok(())
+}
+
+/// Writes the composed rules of aggregated ClusterRoles that changed.
+async fn aggregate_cluster_roles(app: &Arc<App>) -> Result<(), ApiError> {
+    let gr = "clusterroles.rbac.authorization.k8s.io";
+    let roles: Vec<Value> = app
+        .store
+        .read()
+        .objects
+        .get(gr)
+        .map(|m| m.values().filter_map(|o| o.value().ok()).collect())
+        .unwrap_or_default();
+    let changes = crate::rbac::aggregate(&roles);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let Some(d) = app.registry().by_gr(gr) else {
+        return Ok(());
+    };
+    for (name, rules) in changes {
+        let Some(mut cur) = roles
+            .iter()
+            .find(|r| crate::meta::meta_str(r, "name") == Some(name.as_str()))
+            .cloned()
+        else {
+            continue;
+        };
+        cur["rules"] = json!(rules);
+        if let Some(m) = crate::meta::metadata_mut(&mut cur) {
+            m.remove("resourceVersion");
+        }
+        match app
+            .store
+            .write(ops::update(
+                ctx(d.clone(), ""),
+                name.clone(),
+                cur,
+                ops::Part::Main,
+            ))
+            .await
+        {
+            Ok(_) => tracing::info!(clusterrole = %name, "aggregated ClusterRole rules updated"),
+            Err(e) if matches!(e.reason, "NotFound" | "Conflict") => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -230,6 +324,7 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
 }
 
 async fn reconcile(app: &Arc<App>, gc: bool) -> Result<(), ApiError> {
+    aggregate_cluster_roles(app).await?;
     let snap = snapshot(app, gc);
     for ns in snap.terminating {
         let defs: Vec<WriteCtx> = app

@@ -327,6 +327,66 @@ fn builtin_table() -> Vec<B> {
             false,
         ),
         B {
+            verbs: &["create"],
+            ..b(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+            )
+        },
+        B {
+            verbs: &["create"],
+            ..b(
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+            )
+        },
+        B {
+            verbs: &["create"],
+            ..b(
+                "authorization.k8s.io",
+                "v1",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                false,
+            )
+        },
+        B {
+            verbs: &["create"],
+            ..b(
+                "authorization.k8s.io",
+                "v1",
+                "localsubjectaccessreviews",
+                "LocalSubjectAccessReview",
+                true,
+            )
+        },
+        B {
+            verbs: &["create"],
+            ..b(
+                "authentication.k8s.io",
+                "v1",
+                "tokenreviews",
+                "TokenReview",
+                false,
+            )
+        },
+        B {
+            verbs: &["create"],
+            ..b(
+                "authentication.k8s.io",
+                "v1",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                false,
+            )
+        },
+        B {
             cats: &["api-extensions"],
             ..b(
                 "admissionregistration.k8s.io",

@@ -64,6 +64,8 @@ pub struct App {
     pub proxy_client_cert: Option<crate::upstream::ClientCert>,
     /// Static tokens and the service account token key.
     pub authn: crate::authn::Authn,
+    /// The RBAC policy.
+    pub rbac: crate::authz::PolicyCache,
 }
 
 impl App {
@@ -169,6 +171,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             static_tokens,
             signer: pki.service_account_signer()?,
         },
+        rbac: Default::default(),
     });
     app.refresh_registry();
     crate::controllers::bootstrap(&app).await?;
@@ -381,6 +384,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             return error_response(&ApiError::new(401, "Unauthorized", "Unauthorized"));
         }
     };
+    let watch = matches!(
+        Query::parse(req.uri().query()).get("watch"),
+        Some("true" | "1")
+    );
+    let attrs = crate::rbac::request_of(method.as_str(), &path, watch);
+    if let Err(e) = crate::authz::check(&app, &user, &attrs) {
+        return error_response(&e);
+    }
     // Aggregated APIs: proxied as they come, bodies and upgrades streaming.
     if let Some(rest) = path.strip_prefix("/apis/") {
         let mut parts = rest.split('/');
@@ -721,6 +732,19 @@ async fn resource(
         Some(_) => return Err(ApiError::path_not_found(path)),
     };
     let is_crd = def.gr() == ops::CRDS;
+    if matches!(
+        def.group.as_str(),
+        "authorization.k8s.io" | "authentication.k8s.io"
+    ) {
+        if *method != Method::POST || rp.name.is_some() {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method} {path})"
+            )));
+        }
+        let body = decode_body(headers, &body, &def.kind)?;
+        let v = crate::authz::review(app, &def.group, &def.resource, &ns, body, user)?;
+        return Ok(json_response(201, &v, &warnings));
+    }
     // Admission webhooks see writes; `hooked` says whether any configured webhook could match.
     let attrs = crate::admission::Attributes {
         gvr: crate::admission::Gvr {

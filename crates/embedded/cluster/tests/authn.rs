@@ -100,10 +100,25 @@ async fn anonymous_certificates_and_tokens() {
     }
 
     // A static token.
-    let out = kubectl_as(&s, &anon, &["--token", "s3cret-token", "get", "ns"]);
+    let out = kubectl_as(
+        &s,
+        &anon,
+        &[
+            "--token",
+            "s3cret-token",
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "alice [\"dev\",\"ops\",\"system:authenticated\"]"
+    );
     let out = kubectl_as(&s, &anon, &["--token", "wrong", "get", "ns"]);
-    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
 
     // A service account token from the TokenRequest API.
     let token = s.ok(k, &["create", "token", "default", "-n", "default"]);
@@ -161,7 +176,7 @@ async fn anonymous_certificates_and_tokens() {
     assert!(out.status.success(), "{}", stderr(&out));
     s.ok(k, &["delete", "pod", "p1", "-n", "default", "--wait"]);
     let out = kubectl_as(&s, &anon, &["--token", bound, "get", "--raw", "/api"]);
-    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
 
     // A service account that is deleted takes its tokens with it.
     s.ok(k, &["create", "serviceaccount", "temp", "-n", "default"]);
@@ -174,7 +189,7 @@ async fn anonymous_certificates_and_tokens() {
     );
     s.ok(k, &["delete", "serviceaccount", "temp", "-n", "default"]);
     let out = kubectl_as(&s, &anon, &["--token", t, "get", "--raw", "/api"]);
-    assert!(stderr(&out).contains("Unauthorized"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
 
     // Component kubeconfigs (client certificates) and a node's from `virt-cluster kubeconfig`.
     for c in ["virt-api", "virt-controller", "virt-handler", "scheduler"] {
