@@ -170,3 +170,52 @@ async fn exec_in_a_running_container() {
     assert_eq!(status["reason"], "NonZeroExitCode");
     assert_eq!(status["details"]["causes"][0]["message"], "3");
 }
+
+/// virt-handler mounts a containerDisk's disk into the launcher pod's emptyDir on the node after
+/// the pod started (upstream's layout); such mounts reach the container (HostToContainer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_made_on_the_node_later_reach_the_container() {
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    c.create(json!({"metadata": {"name": "late"}, "spec": {"containers": [{"name": "main", "image": TESTPROG,
+        "args": ["hang"], "volumeMounts": [{"name": "disks", "mountPath": "/var/run/kubevirt/container-disks"}]}],
+        "volumes": [{"name": "disks", "emptyDir": {}}]}}))
+    .await;
+    let p = c.wait("late", 30, |p| phase(p) == "Running").await;
+    let uid = p.metadata.uid.expect("uid");
+    let empty_dir = c
+        .dir
+        .path()
+        .join("nodes")
+        .join(&node)
+        .join("kubelet/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/disks");
+    let source = c.dir.path().join("disk-source");
+    std::fs::create_dir_all(&source).expect("source");
+    std::fs::write(source.join("disk.img"), "pretend disk").expect("disk");
+    let target = empty_dir.join("disk_0");
+    std::fs::create_dir_all(&target).expect("target");
+    nix::mount::mount(
+        Some(&source),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind mount on the node");
+    let (out, err, status) = exec(
+        &c,
+        "late",
+        "main",
+        &[
+            "/bin/cat",
+            "/var/run/kubevirt/container-disks/disk_0/disk.img",
+        ],
+        None,
+    )
+    .await;
+    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    assert_eq!(status["status"], "Success", "{status} {err}");
+    assert_eq!(out, "pretend disk");
+}
