@@ -234,13 +234,24 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
+/// An object to garbage-collect.
+struct Orphan {
+    gr: String,
+    namespace: String,
+    name: String,
+    uid: String,
+    /// Deleted in the foreground too: an owner of it is being deleted in the foreground and it
+    /// has dependents of its own (as upstream's collector cascades foreground deletions).
+    foreground: bool,
+}
+
 struct Snapshot {
     terminating: Vec<String>,
     crds_deleting: Vec<Value>,
     missing_sa: Vec<String>,
     missing_ca: Vec<String>,
-    /// (storage name, namespace, name, uid) of objects whose every owner is gone.
-    orphans: Vec<(String, String, String, String)>,
+    /// Objects whose every owner is gone (or being deleted in the foreground).
+    orphans: Vec<Orphan>,
     /// (storage name, namespace, name) of foreground deletions whose dependents are gone.
     foreground_done: Vec<(String, String, String)>,
 }
@@ -291,10 +302,24 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
             .values()
             .flat_map(|m| m.values().filter(|o| !o.foreground).map(|o| o.uid.as_str()))
             .collect();
+        // Only references with blockOwnerDeletion hold an owner in foreground deletion.
         let owners_in_use: std::collections::HashSet<&str> = cache
             .objects
             .values()
+            .flat_map(|m| {
+                m.values()
+                    .flat_map(|o| o.blocking.iter().map(String::as_str))
+            })
+            .collect();
+        let owners_any: std::collections::HashSet<&str> = cache
+            .objects
+            .values()
             .flat_map(|m| m.values().flat_map(|o| o.owners.iter().map(String::as_str)))
+            .collect();
+        let foreground: std::collections::HashSet<&str> = cache
+            .objects
+            .values()
+            .flat_map(|m| m.values().filter(|o| o.foreground).map(|o| o.uid.as_str()))
             .collect();
         for (gr, m) in &cache.objects {
             for o in m.values().filter(|o| o.foreground) {
@@ -310,12 +335,14 @@ fn snapshot(app: &App, gc: bool) -> Snapshot {
                     && !o.deleting
                     && o.owners.iter().all(|u| !uids.contains(u.as_str()))
                 {
-                    s.orphans.push((
-                        gr.clone(),
-                        o.namespace.clone(),
-                        o.name.clone(),
-                        o.uid.clone(),
-                    ));
+                    s.orphans.push(Orphan {
+                        gr: gr.clone(),
+                        namespace: o.namespace.clone(),
+                        name: o.name.clone(),
+                        uid: o.uid.clone(),
+                        foreground: owners_any.contains(o.uid.as_str())
+                            && o.owners.iter().any(|u| foreground.contains(u.as_str())),
+                    });
                 }
             }
         }
@@ -362,17 +389,23 @@ async fn reconcile(app: &Arc<App>, gc: bool) -> Result<(), ApiError> {
     }
     if !snap.orphans.is_empty() {
         let reg = app.registry();
-        let work: Vec<(WriteCtx, String, String)> = snap
+        let work: Vec<(WriteCtx, Orphan)> = snap
             .orphans
             .into_iter()
-            .filter_map(|(gr, ns, name, uid)| reg.by_gr(&gr).map(|d| (ctx(d, &ns), name, uid)))
+            .filter_map(|o| reg.by_gr(&o.gr).map(|d| (ctx(d, &o.namespace), o)))
             .collect();
         let n = work.len();
         app.store
             .write(Box::new(move |txn| {
-                for (c, name, uid) in &work {
+                for (c, o) in &work {
+                    let (name, uid) = (&o.name, &o.uid);
                     let opts = DeleteOpts {
                         uid: Some(uid.clone()),
+                        propagation: if o.foreground {
+                            ops::Propagation::Foreground
+                        } else {
+                            ops::Propagation::Background
+                        },
                         ..Default::default()
                     };
                     // Already gone or replaced by a new object of the same name: skip it.

@@ -56,6 +56,10 @@ fn resource_v2(d: &ResourceDef) -> Value {
         subs.push(json!({"subresource": "binding",
             "responseKind": {"group": "", "version": "", "kind": "Binding"}, "verbs": ["create"]}));
     }
+    if d.extra.contains(&"log") {
+        subs.push(json!({"subresource": "log",
+            "responseKind": {"group": "", "version": "", "kind": "Pod"}, "verbs": ["get"]}));
+    }
     if d.extra.contains(&"token") {
         subs.push(json!({"subresource": "token",
             "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}, "verbs": ["create"]}));

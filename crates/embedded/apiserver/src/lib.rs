@@ -24,6 +24,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod jsonpath;
+pub mod kubelet;
 pub mod meta;
 pub mod openapi;
 pub mod ops;

@@ -191,7 +191,7 @@ fn builtin_table() -> Vec<B> {
             short: &["po"],
             cats: &["all"],
             status: true,
-            extra: &["binding", "eviction"],
+            extra: &["binding", "eviction", "log"],
             selectable: &[
                 "spec.nodeName",
                 "status.phase",

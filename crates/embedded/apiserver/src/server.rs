@@ -729,6 +729,7 @@ async fn resource(
         Some("eviction") if def.extra.contains(&"eviction") => Part::Main,
         Some("finalize") if def.extra.contains(&"finalize") => Part::Main,
         Some("token") if def.extra.contains(&"token") => Part::Main,
+        Some("log") if def.extra.contains(&"log") => Part::Main,
         Some(_) => return Err(ApiError::path_not_found(path)),
     };
     let is_crd = def.gr() == ops::CRDS;
@@ -769,6 +770,9 @@ async fn resource(
             }
             let out = list(app, &def, &version, rp.namespace.as_deref(), q, accept)?;
             return Ok(respond(200, out, "application/json", &warnings));
+        }
+        (Method::GET, Some(name), Some("log")) => {
+            return crate::kubelet::pod_log(app, &ns, &name, &q.0).await;
         }
         (Method::GET, Some(name), None | Some("status") | Some("scale")) => {
             let key = object_key(&ns, &name);

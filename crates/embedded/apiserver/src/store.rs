@@ -43,6 +43,9 @@ pub struct Stored {
     pub uid: String,
     /// uids of the owners (`metadata.ownerReferences`), for garbage collection.
     pub owners: Vec<String>,
+    /// uids of the owners whose reference has `blockOwnerDeletion: true` (a foreground
+    /// deletion of such an owner waits for this object).
+    pub blocking: Vec<String>,
     /// Whether `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// Deleting and held by the `foregroundDeletion` finalizer until its dependents are gone.
@@ -92,6 +95,17 @@ impl Stored {
                 .and_then(Value::as_array)
                 .map(|refs| {
                     refs.iter()
+                        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            blocking: crate::meta::metadata(obj)
+                .and_then(|m| m.get("ownerReferences"))
+                .and_then(Value::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .filter(|r| r.get("blockOwnerDeletion") == Some(&Value::Bool(true)))
                         .filter_map(|r| r.get("uid").and_then(Value::as_str))
                         .map(str::to_string)
                         .collect()
