@@ -300,23 +300,37 @@ fn unavailable(message: String) -> Response {
 }
 
 /// Proxies one request to the APIService's backend, streaming, with upgrades spliced through.
-pub async fn proxy(app: &Arc<App>, remote: &Remote, mut req: Request, user: &User) -> Response {
+pub async fn proxy(app: &Arc<App>, remote: &Remote, req: Request, user: &User) -> Response {
     let t = match target(app, remote) {
         Ok(t) => t,
         Err((_, e)) => return unavailable(format!("error trying to reach service: {e}")),
     };
-    let upgrade = is_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    match forward(&t, req, &path, user).await {
+        Ok(r) => r,
+        Err(e) => unavailable(format!("error trying to reach service: {e}")),
+    }
+}
+
+/// Sends `req` to `t` at `path` (streaming both ways; an upgrade is spliced through once the
+/// backend switches protocols) and returns the backend's answer.
+pub async fn forward(
+    t: &upstream::Target,
+    mut req: Request,
+    path: &str,
+    user: &User,
+) -> Result<Response, String> {
+    let upgrade = is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let headers = forward_headers(req.headers(), user, upgrade, &t.server_name);
     let method = req.method().clone();
     let mut out = axum::http::Request::builder()
         .method(method)
-        .uri(path.as_str())
+        .uri(path)
         .version(axum::http::Version::HTTP_11);
     if let Some(h) = out.headers_mut() {
         *h = headers;
@@ -326,29 +340,17 @@ pub async fn proxy(app: &Arc<App>, remote: &Remote, mut req: Request, user: &Use
     } else {
         req.into_body()
     };
-    let out = match out.body(body) {
-        Ok(r) => r,
-        Err(e) => return unavailable(format!("error trying to reach service: {e}")),
-    };
-    let conn = match tokio::time::timeout(Duration::from_secs(10), upstream::connect(&t)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return unavailable(format!("error trying to reach service: {e}")),
-        Err(_) => {
-            return unavailable(
-                "error trying to reach service: context deadline exceeded".to_string(),
-            );
-        }
-    };
-    let mut resp = match conn.send(out).await {
-        Ok(r) => r,
-        Err(e) => return unavailable(format!("error trying to reach service: {e}")),
-    };
+    let out = out.body(body).map_err(|e| e.to_string())?;
+    let conn = tokio::time::timeout(Duration::from_secs(10), upstream::connect(t))
+        .await
+        .map_err(|_| "context deadline exceeded".to_string())??;
+    let mut resp = conn.send(out).await?;
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
     {
         let backend_upgrade = hyper::upgrade::on(&mut resp);
-        let (group, version) = (remote.group.clone(), remote.version.clone());
+        let target = t.addr;
         tokio::spawn(async move {
             let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
                 (Ok(c), Ok(b)) => (c, b),
@@ -360,10 +362,8 @@ pub async fn proxy(app: &Arc<App>, remote: &Remote, mut req: Request, user: &Use
             let mut client = hyper_util::rt::TokioIo::new(client);
             let mut backend = hyper_util::rt::TokioIo::new(backend);
             match tokio::io::copy_bidirectional(&mut client, &mut backend).await {
-                Ok((up, down)) => {
-                    tracing::debug!(%group, %version, up, down, "proxied stream ended")
-                }
-                Err(e) => tracing::debug!(%group, %version, error = %e, "proxied stream broke"),
+                Ok((up, down)) => tracing::debug!(%target, up, down, "proxied stream ended"),
+                Err(e) => tracing::debug!(%target, error = %e, "proxied stream broke"),
             }
         });
         let mut r = Response::new(Body::empty());
@@ -371,7 +371,7 @@ pub async fn proxy(app: &Arc<App>, remote: &Remote, mut req: Request, user: &Use
         for (k, v) in resp.headers() {
             r.headers_mut().append(k.clone(), v.clone());
         }
-        return r;
+        return Ok(r);
     }
     let mut r = Response::new(Body::empty());
     *r.status_mut() = status;
@@ -381,7 +381,7 @@ pub async fn proxy(app: &Arc<App>, remote: &Remote, mut req: Request, user: &Use
         }
     }
     *r.body_mut() = Body::new(resp.into_body());
-    r
+    Ok(r)
 }
 
 /// Checks each remote APIService (its backend's discovery document), records the document and

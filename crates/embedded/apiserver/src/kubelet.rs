@@ -234,6 +234,68 @@ pub async fn pod_log(
     Ok(r)
 }
 
+/// The kubelet query of an exec: the client's, without `container` (part of the path).
+pub fn exec_query(raw: &str) -> String {
+    raw.split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("container="))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `/api/v1/namespaces/<ns>/pods/<pod>/exec` (websocket, as `kubectl exec` asks for it) spliced
+/// through to the kubelet's `/exec/<ns>/<pod>/<container>`.
+pub async fn pod_exec(
+    app: &App,
+    ns: &str,
+    name: &str,
+    req: axum::extract::Request,
+    user: &crate::auth::User,
+) -> Result<Response, ApiError> {
+    let raw = req.uri().query().unwrap_or("").to_string();
+    let asked = raw
+        .split('&')
+        .find_map(|p| p.strip_prefix("container="))
+        .map(str::to_string);
+    let (pod, node) = {
+        let cache = app.store.read();
+        let pod = cache
+            .get("pods", &object_key(ns, name))
+            .ok_or_else(|| ApiError::not_found(PODS, name))?
+            .value()?;
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .and_then(|n| cache.get("nodes", &object_key("", n)))
+            .and_then(|o| o.value().ok());
+        (pod, node)
+    };
+    let container = container_of(&pod, name, asked.as_deref())?;
+    if let Some(phase @ ("Succeeded" | "Failed")) =
+        pod.pointer("/status/phase").and_then(Value::as_str)
+    {
+        return Err(ApiError::bad_request(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let addr = node.as_ref().and_then(kubelet_address).ok_or_else(|| {
+        ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+    })?;
+    let target = upstream::Target {
+        addr,
+        server_name: addr.ip().to_string(),
+        verify: upstream::Verify::Insecure,
+        client_cert: app.proxy_client_cert.clone(),
+    };
+    let q = exec_query(&raw);
+    let path = format!(
+        "/exec/{ns}/{name}/{container}{}{q}",
+        if q.is_empty() { "" } else { "?" }
+    );
+    crate::aggregator::forward(&target, req, &path, user)
+        .await
+        .map_err(|e| ApiError::new(500, "InternalError", format!("error dialing backend: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +336,15 @@ mod tests {
         assert!(log_query(&q(&[("tailLines", "x")])).is_err());
         assert!(log_query(&q(&[("limitBytes", "0")])).is_err());
         assert!(log_query(&q(&[("follow", "maybe")])).is_err());
+    }
+
+    #[test]
+    fn exec_queries() {
+        assert_eq!(
+            exec_query("command=ls&command=-l&container=c&stdout=true"),
+            "command=ls&command=-l&stdout=true"
+        );
+        assert_eq!(exec_query(""), "");
     }
 
     #[test]

@@ -485,8 +485,15 @@ pub fn request_of(method: &str, path: &str, watch: bool) -> Request {
     let resource = rest.first().copied().unwrap_or("");
     let name = rest.get(1).copied().unwrap_or("");
     let sub = rest.get(2).copied().unwrap_or("");
+    // Connecting to a pod (exec, attach, port-forward) is `create`, whatever the method (a
+    // websocket upgrade is a GET), as upstream authorizes it.
+    let verb = if resource == "pods" && matches!(sub, "exec" | "attach" | "portforward") {
+        "create"
+    } else {
+        verb_of(method, !name.is_empty(), watch)
+    };
     Request::Resource {
-        verb: verb_of(method, !name.is_empty(), watch).to_string(),
+        verb: verb.to_string(),
         group: group.to_string(),
         resource: resource.to_string(),
         subresource: sub.to_string(),

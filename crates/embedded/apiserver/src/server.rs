@@ -392,6 +392,19 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     if let Err(e) = crate::authz::check(&app, &user, &attrs) {
         return error_response(&e);
     }
+    // `kubectl exec`: spliced through to the pod's kubelet.
+    if let ["api", "v1", "namespaces", ns, "pods", pod, "exec"] = path
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        let (ns, pod) = (decode(ns), decode(pod));
+        return match crate::kubelet::pod_exec(&app, &ns, &pod, req, &user).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+    }
     // Aggregated APIs: proxied as they come, bodies and upgrades streaming.
     if let Some(rest) = path.strip_prefix("/apis/") {
         let mut parts = rest.split('/');

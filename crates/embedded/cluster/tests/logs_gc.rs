@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use common::{KUBECTL_133, Server, repo_root};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -19,6 +20,23 @@ fn apply(s: &Server, name: &str, doc: &Value) {
     let path = s.dir.join(format!("{name}.json"));
     std::fs::write(&path, doc.to_string()).expect("write manifest");
     s.ok(KUBECTL_133, &["apply", "-f", path.to_str().expect("path")]);
+}
+
+/// Lines as the kubelet writes container logs (CRI format).
+fn cri(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("2026-01-01T00:00:00.000000000Z stdout F {l}\n"))
+        .collect()
+}
+
+/// The output has exactly these lines (each possibly behind the kubelet's record prefix).
+fn lines_are(out: &str, want: &[&str]) {
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), want.len(), "{out:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert!(g.ends_with(w), "{out:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,12 +74,12 @@ async fn kubectl_logs_through_the_kubelet() {
     let pod_dir = root.join("pods").join(&uid);
     let logs = pod_dir.join("logs");
     std::fs::create_dir_all(&logs).expect("logs dir");
-    std::fs::write(logs.join("main.log"), "one\ntwo\nthree\n").expect("log");
-    std::fs::write(logs.join("main.previous.log"), "before the restart\n").expect("log");
-    std::fs::write(logs.join("side.log"), "side car\n").expect("log");
+    std::fs::write(logs.join("main.log"), cri(&["one", "two", "three"])).expect("log");
+    std::fs::write(logs.join("main.previous.log"), cri(&["before the restart"])).expect("log");
+    std::fs::write(logs.join("side.log"), cri(&["side car"])).expect("log");
 
     // kubectl picks the first container itself; the API asks for one.
-    assert_eq!(s.ok(k, &["logs", "web"]), "one\ntwo\nthree\n");
+    lines_are(&s.ok(k, &["logs", "web"]), &["one", "two", "three"]);
     let err = s.fails(
         k,
         &["get", "--raw", "/api/v1/namespaces/default/pods/web/log"],
@@ -70,15 +88,18 @@ async fn kubectl_logs_through_the_kubelet() {
         err.contains("a container name must be specified for pod web, choose one of: [main side]"),
         "{err}"
     );
-    assert_eq!(s.ok(k, &["logs", "web", "-c", "main"]), "one\ntwo\nthree\n");
-    assert_eq!(s.ok(k, &["logs", "web", "-c", "side"]), "side car\n");
-    assert_eq!(
-        s.ok(k, &["logs", "web", "-c", "main", "--tail=2"]),
-        "two\nthree\n"
+    lines_are(
+        &s.ok(k, &["logs", "web", "-c", "main"]),
+        &["one", "two", "three"],
     );
-    assert_eq!(
-        s.ok(k, &["logs", "web", "-c", "main", "--previous"]),
-        "before the restart\n"
+    lines_are(&s.ok(k, &["logs", "web", "-c", "side"]), &["side car"]);
+    lines_are(
+        &s.ok(k, &["logs", "web", "-c", "main", "--tail=2"]),
+        &["two", "three"],
+    );
+    lines_are(
+        &s.ok(k, &["logs", "web", "-c", "main", "--previous"]),
+        &["before the restart"],
     );
     let err = s.fails(k, &["logs", "web", "-c", "nope"]);
     assert!(
@@ -109,13 +130,13 @@ async fn kubectl_logs_through_the_kubelet() {
         rx.recv_timeout(Duration::from_secs(10))
             .unwrap_or_else(|_| panic!("no {what} line"))
     };
-    assert_eq!(recv("tail"), "three");
+    assert!(recv("tail").ends_with("three"));
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(logs.join("main.log"))
         .expect("open log");
-    f.write_all(b"four\n").expect("append");
-    assert_eq!(recv("followed"), "four");
+    f.write_all(cri(&["four"]).as_bytes()).expect("append");
+    assert!(recv("followed").ends_with("four"));
     let _ = child.kill();
     let _ = child.wait();
     task.abort();
@@ -132,6 +153,110 @@ async fn kubectl_logs_through_the_kubelet() {
         err.contains("pod pending does not have a host assigned"),
         "{err}"
     );
+}
+
+/// A kubelet stand-in for `/exec`: answers the websocket with what an exec of `echo` prints
+/// (channel protocol v5: stdout on stream 1, then a Success status on stream 3), recording the
+/// request it got.
+async fn fake_exec(
+    State(seen): State<Arc<std::sync::Mutex<Vec<String>>>>,
+    mut req: axum::extract::Request,
+) -> axum::response::Response {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    seen.lock().expect("lock").push(req.uri().to_string());
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
+    let proto = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find(|p| p.starts_with("v5.channel"))
+        })
+        .unwrap_or("v5.channel.k8s.io")
+        .to_string();
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(up),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let mut out = vec![1u8];
+        out.extend_from_slice(b"hello from the kubelet\n");
+        let _ = ws.send(Message::binary(out)).await;
+        let mut status = vec![3u8];
+        status.extend_from_slice(br#"{"metadata":{},"status":"Success"}"#);
+        let _ = ws.send(Message::binary(status)).await;
+        let _ = ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
+    });
+    axum::response::Response::builder()
+        .status(101)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-protocol", proto)
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_exec_through_the_kubelet() {
+    let s = Server::start();
+    let k = KUBECTL_133;
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let router = axum::Router::new()
+        .route(
+            "/exec/{ns}/{pod}/{container}",
+            axum::routing::get(fake_exec),
+        )
+        .with_state(seen.clone());
+    let (addr, task) =
+        kubevirt_embedded_kubelet::logs::serve("127.0.0.1:0".parse().expect("addr"), router)
+            .await
+            .expect("kubelet endpoint");
+    apply(
+        &s,
+        "node",
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node1"},
+                "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                           "daemonEndpoints": {"kubeletEndpoint": {"Port": addr.port()}}}}),
+    );
+    apply(
+        &s,
+        "pod",
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"nodeName": "node1", "containers": [{"name": "main", "image": "busybox"}]}}),
+    );
+    let out = s.ok(k, &["exec", "web", "--", "echo", "hello"]);
+    assert_eq!(out, "hello from the kubelet\n");
+    let uri = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request");
+    assert!(
+        uri.starts_with("/exec/default/web/main?") && uri.contains("command=echo&command=hello"),
+        "{uri}"
+    );
+    task.abort();
 }
 
 fn vm_api(client: kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
