@@ -35,28 +35,91 @@ pub struct LogQuery {
     pub previous: Option<String>,
     pub tail_lines: Option<usize>,
     pub limit_bytes: Option<usize>,
+    #[serde(default)]
+    pub timestamps: Option<String>,
+    pub since_seconds: Option<i64>,
+    pub since_time: Option<String>,
+}
+
+/// One record of a CRI-format log: `<time> <stream> <F|P> <content>`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub time: &'a str,
+    pub stream: &'a str,
+    /// `P`: part of a longer line (no line end after the content).
+    pub partial: bool,
+    pub content: &'a [u8],
+}
+
+pub fn parse_record(line: &[u8]) -> Option<Record<'_>> {
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let time = std::str::from_utf8(parts.next()?).ok()?;
+    let stream = std::str::from_utf8(parts.next()?).ok()?;
+    let tag = parts.next()?;
+    let content = parts.next().unwrap_or(&[]);
+    Some(Record {
+        time,
+        stream,
+        partial: tag == b"P",
+        content,
+    })
+}
+
+/// How to render a log.
+#[derive(Clone, Debug, Default)]
+pub struct Render {
+    pub timestamps: bool,
+    pub since: Option<k8s_openapi::jiff::Timestamp>,
+    pub tail: Option<usize>,
+}
+
+/// Renders the complete records in `data` as `kubectl logs` shows them; returns the output and
+/// how many bytes of `data` were consumed (up to the last complete record).
+pub fn render(data: &[u8], o: &Render) -> (Vec<u8>, usize) {
+    let consumed = data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+    let mut records: Vec<Record<'_>> = data[..consumed]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(parse_record)
+        .filter(|r| {
+            o.since.is_none_or(|since| {
+                r.time
+                    .parse::<k8s_openapi::jiff::Timestamp>()
+                    .is_ok_and(|t| t >= since)
+            })
+        })
+        .collect();
+    if let Some(n) = o.tail {
+        // Lines, not records: a line is its P records and the F that ends it.
+        let mut lines = 0;
+        let mut start = records.len();
+        for (i, r) in records.iter().enumerate().rev() {
+            if !r.partial {
+                if lines == n {
+                    break;
+                }
+                lines += 1;
+            }
+            start = i;
+        }
+        records.drain(..start);
+    }
+    let mut out = Vec::new();
+    for r in records {
+        if o.timestamps {
+            out.extend_from_slice(r.time.as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(r.content);
+        if !r.partial {
+            out.push(b'\n');
+        }
+    }
+    (out, consumed)
 }
 
 fn truthy(v: &Option<String>) -> bool {
     matches!(v.as_deref(), Some("true" | "1" | ""))
-}
-
-/// The last `n` lines of `data`.
-pub fn tail(data: &[u8], n: usize) -> &[u8] {
-    if n == 0 {
-        return &[];
-    }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let mut count = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            count += 1;
-            if count == n {
-                return &data[i + 1..];
-            }
-        }
-    }
-    data
 }
 
 fn text(code: StatusCode, msg: String) -> Response {
@@ -116,39 +179,62 @@ async fn container_logs(
             Vec::new()
         }
     };
-    let start = match q.tail_lines {
-        Some(n) => data.len() - tail(&data, n).len(),
-        None => 0,
+    let since = q
+        .since_time
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .or_else(|| {
+            q.since_seconds.and_then(|secs| {
+                k8s_openapi::jiff::Timestamp::now()
+                    .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+                    .ok()
+            })
+        });
+    let opts = Render {
+        timestamps: truthy(&q.timestamps),
+        since,
+        tail: q.tail_lines,
     };
+    let (first, consumed) = render(&data, &opts);
     let limit = q.limit_bytes.unwrap_or(usize::MAX);
     if !truthy(&q.follow) {
-        let end = data.len().min(start.saturating_add(limit));
+        let end = first.len().min(limit);
         return Response::builder()
             .header("content-type", "text/plain")
-            .body(Body::from(data[start..end].to_vec()))
+            .body(Body::from(first[..end].to_vec()))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response".into()));
     }
     // Follow: what is there, then what gets appended, until the container exits.
+    let first_len = first.len().min(limit);
     let state = Follow {
         file,
         root: ctx.root.clone(),
         uid,
         container,
-        offset: start,
-        left: limit,
+        offset: consumed,
+        left: limit - first_len,
+        first: Some(first[..first_len].to_vec()),
+        opts: Render { tail: None, ..opts },
     };
     let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(f) = st.first.take()
+            && !f.is_empty()
+        {
+            return Some((Ok::<Bytes, std::io::Error>(Bytes::from(f)), st));
+        }
         loop {
             if st.left == 0 {
                 return None;
             }
             let data = tokio::fs::read(&st.file).await.unwrap_or_default();
             if data.len() > st.offset {
-                let end = data.len().min(st.offset.saturating_add(st.left));
-                let chunk = Bytes::copy_from_slice(&data[st.offset..end]);
-                st.left -= end - st.offset;
-                st.offset = end;
-                return Some((Ok::<Bytes, std::io::Error>(chunk), st));
+                let (out, used) = render(&data[st.offset..], &st.opts);
+                st.offset += used;
+                if !out.is_empty() {
+                    let n = out.len().min(st.left);
+                    st.left -= n;
+                    return Some((Ok(Bytes::copy_from_slice(&out[..n])), st));
+                }
             }
             if finished(&st.root, &st.uid, &st.container) {
                 return None;
@@ -169,6 +255,8 @@ struct Follow {
     container: String,
     offset: usize,
     left: usize,
+    first: Option<Vec<u8>>,
+    opts: Render,
 }
 
 pub fn router(root: PathBuf, index: PodIndex) -> Router {
@@ -225,10 +313,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tails() {
-        assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
-        assert_eq!(tail(b"a\nb\nc", 2), b"b\nc");
-        assert_eq!(tail(b"a\nb\n", 5), b"a\nb\n");
-        assert_eq!(tail(b"a\n", 0), b"");
+    fn cri_records() {
+        let log = b"2026-01-01T00:00:01Z stdout F one\n2026-01-01T00:00:02Z stderr P tw\n\
+2026-01-01T00:00:02.5Z stderr F o\n2026-01-01T00:00:03Z stdout F three\n2026-01-01T00:00:04Z stdout F inc";
+        let (out, used) = render(log, &Render::default());
+        assert_eq!(out, b"one\ntwo\nthree\n");
+        assert_eq!(used, log.len() - "2026-01-01T00:00:04Z stdout F inc".len());
+        let tail = Render {
+            tail: Some(2),
+            ..Render::default()
+        };
+        assert_eq!(render(log, &tail).0, b"two\nthree\n");
+        let ts = Render {
+            timestamps: true,
+            tail: Some(1),
+            ..Render::default()
+        };
+        assert_eq!(render(log, &ts).0, b"2026-01-01T00:00:03Z three\n");
+        let since = Render {
+            since: "2026-01-01T00:00:02.6Z".parse().ok(),
+            ..Render::default()
+        };
+        assert_eq!(render(log, &since).0, b"three\n");
+        assert_eq!(parse_record(b"t s F").map(|r| r.content.len()), Some(0));
     }
 }

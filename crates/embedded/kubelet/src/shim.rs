@@ -114,6 +114,43 @@ fn write_json_at(dir: &File, name: &str, value: &impl Serialize) -> std::io::Res
     Ok(())
 }
 
+/// Copies a container's stream to its log in the CRI format kubelets write
+/// (`<RFC 3339 time> <stream> <F|P> <content>`: F ends a line, P is a part of a long one).
+fn relay(mut r: impl std::io::Read, stream: &str, log: &std::sync::Mutex<File>) {
+    const MAX_LINE: usize = 16 * 1024;
+    let mut buf = vec![0u8; 8192];
+    let mut pending: Vec<u8> = Vec::new();
+    let write = |tag: &str, content: &[u8]| {
+        let ts = k8s_openapi::jiff::Timestamp::now();
+        let mut rec = format!("{ts} {stream} {tag} ").into_bytes();
+        rec.extend_from_slice(content);
+        rec.push(b'\n');
+        if let Ok(mut f) = log.lock() {
+            let _ = f.write_all(&rec);
+        }
+    };
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+            write("F", &pending[..pos]);
+            pending.drain(..=pos);
+        }
+        if pending.len() >= MAX_LINE {
+            write("P", &pending);
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        write("P", &pending);
+    }
+}
+
 /// Mount points of network namespace files (`/run/netns/<name>`), from mountinfo text.
 pub fn netns_mounts(mountinfo: &str) -> Vec<String> {
     mountinfo
@@ -342,12 +379,8 @@ pub fn main(dir: &Path) -> i32 {
         return 0;
     };
     let log = match OpenOptions::new().create(true).append(true).open(&spec.log) {
-        Ok(f) => f,
+        Ok(f) => std::sync::Arc::new(std::sync::Mutex::new(f)),
         Err(e) => return fail(format!("opening the log {}: {e}", spec.log.display())),
-    };
-    let log2 = match log.try_clone() {
-        Ok(f) => f,
-        Err(e) => return fail(format!("log: {e}")),
     };
     let mut cmd = Command::new(program);
     cmd.args(&spec.args)
@@ -355,8 +388,8 @@ pub fn main(dir: &Path) -> i32 {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(spec.working_dir.as_deref().unwrap_or(Path::new("/")))
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -365,6 +398,33 @@ pub fn main(dir: &Path) -> i32 {
     if let Err(e) = write_json_at(&dirfile, STARTED, &started(child.id() as i32)) {
         eprintln!("shim: writing {STARTED}: {e}");
     }
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let readers: Vec<(&'static str, Option<Box<dyn std::io::Read + Send>>)> = vec![
+        (
+            "stdout",
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        ),
+        (
+            "stderr",
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        ),
+    ];
+    for (stream, reader) in readers {
+        let (log, done) = (log.clone(), done_tx.clone());
+        if let Some(r) = reader {
+            std::thread::spawn(move || {
+                relay(r, stream, &log);
+                let _ = done.send(());
+            });
+        }
+    }
+    drop(done_tx);
     let status = loop {
         match child.wait() {
             Ok(s) => break s,
@@ -372,6 +432,14 @@ pub fn main(dir: &Path) -> i32 {
             Err(e) => return fail(format!("waiting for the container: {e}")),
         }
     };
+    // The last output, unless a process the container left behind still holds the pipes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
     let (exit_code, signal) = match (status.code(), status.signal()) {
         (Some(c), _) => (c, None),
         (None, Some(s)) => (128 + s, Some(s)),

@@ -21,7 +21,7 @@ async fn runs_to_completion_with_env_logs_and_ip() {
         "metadata": {"name": "hello", "labels": {"app": "x"}},
         "spec": {"restartPolicy": "Never", "containers": [{
             "name": "main", "image": TESTPROG,
-            "args": ["echo", "hello $(GREETING)", "env", "stderr", "to stderr", "exit", "0"],
+            "args": ["echo", "hello $(GREETING)", "env", "stderr", "to stderr", "sleep", "0.2", "echo", "the end", "exit", "0"],
             "env": [
                 {"name": "GREETING", "value": "world"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -64,9 +64,41 @@ async fn runs_to_completion_with_env_logs_and_ip() {
         p.metadata.uid.clone().unwrap_or_default()
     )));
     assert!(logs.contains("to stderr"), "{logs}");
+    assert_eq!(c.logs(0, "hello", "main", "tailLines=1").trim(), "the end");
+    let stamped = c.logs(0, "hello", "main", "timestamps=true&tailLines=1");
+    let (ts, line) = stamped.trim().split_once(' ').expect("timestamped line");
+    assert_eq!(line, "the end");
+    assert!(
+        ts.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
+        "{stamped}"
+    );
+    assert!(
+        c.logs(0, "hello", "main", "sinceSeconds=3600")
+            .contains("hello world")
+    );
     assert_eq!(
-        c.logs(0, "hello", "main", "tailLines=1").trim(),
-        "to stderr"
+        c.logs(0, "hello", "main", "sinceTime=2999-01-01T00:00:00Z"),
+        ""
+    );
+    assert_eq!(c.logs(0, "hello", "main", "limitBytes=5").len(), 5);
+    // The file on the node is in the CRI format.
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let file = c
+        .dir
+        .path()
+        .join("nodes")
+        .join(&node)
+        .join("kubelet/pods")
+        .join(&uid)
+        .join("logs/main.log");
+    let raw = std::fs::read_to_string(&file).expect("log file");
+    assert!(
+        raw.lines().any(|l| l.ends_with(" stdout F hello world")),
+        "{raw}"
+    );
+    assert!(
+        raw.lines().any(|l| l.ends_with(" stderr F to stderr")),
+        "{raw}"
     );
 
     let nodes: Api<Node> = Api::all(c.client.clone());
