@@ -251,7 +251,13 @@ async fn run(socket: WebSocket, pid: i32, q: ExecQuery) {
     let mut m = vec![3u8];
     m.extend(exit_status(code).to_string().into_bytes());
     let _ = tx.send(Message::Binary(Bytes::from(m))).await;
-    let _ = tx.send(Message::Close(None)).await;
+    // A normal closure (1000): clients treat a close without a status as an error.
+    let _ = tx
+        .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+            code: axum::extract::ws::close_code::NORMAL,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 #[cfg(test)]

@@ -115,7 +115,11 @@ async fn exec(
             .expect("close stdin");
     }
     let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), serde_json::Value::Null);
+    let mut close_code = None;
     while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Close(frame) = &msg {
+            close_code = frame.as_ref().map(|f| u16::from(f.code));
+        }
         let Message::Binary(b) = msg else { continue };
         match b.split_first() {
             Some((1, d)) => out.extend_from_slice(d),
@@ -124,6 +128,8 @@ async fn exec(
             _ => {}
         }
     }
+    // kubectl reports a close without a normal status as an error.
+    assert_eq!(close_code, Some(1000));
     (
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&err).into_owned(),
