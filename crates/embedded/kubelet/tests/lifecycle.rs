@@ -319,3 +319,53 @@ async fn memory_limit_is_enforced_and_reported_as_oom_killed() {
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
     assert!(c.logs(0, "hungry", "main", "").contains("small ok"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_and_memory_limits_land_in_the_pod_cgroup() {
+    use kubevirt_embedded_kubelet::cgroup::Cgroups;
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    c.create(json!({"metadata": {"name": "limited"}, "spec": {"containers": [
+        {"name": "a", "image": TESTPROG, "args": ["hang"], "resources": {"limits": {"cpu": "250m", "memory": "48Mi"}}},
+        {"name": "b", "image": TESTPROG, "args": ["hang"], "resources": {"limits": {"cpu": "250m", "memory": "16Mi"}}}]}}))
+    .await;
+    let p = c.wait("limited", 30, |p| phase(p) == "Running").await;
+    let uid = p.metadata.uid.expect("uid");
+    let pid: u32 = container_status(&c.pods().get("limited").await.expect("pod"), "a")
+        .and_then(|s| s.container_id)
+        .and_then(|id| id.trim_start_matches("kvrs://").parse().ok())
+        .expect("pid");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    match Cgroups::detect_system(&node) {
+        Cgroups::V2 { base } => {
+            let dir = base.join(format!("pod{uid}"));
+            assert_eq!(
+                std::fs::read_to_string(dir.join("memory.max"))
+                    .expect("memory.max")
+                    .trim(),
+                (64u64 << 20).to_string()
+            );
+            assert_eq!(
+                std::fs::read_to_string(dir.join("cpu.max"))
+                    .expect("cpu.max")
+                    .trim(),
+                "50000 100000"
+            );
+        }
+        Cgroups::V1 { memory, cpu } => {
+            if let Some(m) = memory {
+                let dir = m.join(format!("pod{uid}"));
+                let limit =
+                    std::fs::read_to_string(dir.join("memory.limit_in_bytes")).expect("limit");
+                assert_eq!(limit.trim(), (64u64 << 20).to_string());
+                assert!(own.contains(&format!("pod{uid}")), "{own}");
+            }
+            if let Some(cpu) = cpu {
+                let dir = cpu.join(format!("pod{uid}"));
+                let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).expect("quota");
+                assert_eq!(quota.trim(), "50000");
+            }
+        }
+        Cgroups::Unavailable => eprintln!("no usable cgroups here: limits are not enforced"),
+    }
+}
