@@ -610,7 +610,31 @@ impl Worker {
             }
         };
         let mounts = match volumes::container_mounts(c, &sandbox.volumes) {
-            Ok(m) => m,
+            Ok(mut m) => {
+                // The pod's own /etc/hosts (localhost, and its name at its address), as
+                // kubelets write it, unless a volume is mounted there.
+                let hosts = self.dir.join("etc-hosts");
+                let name = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.hostname.clone())
+                    .or_else(|| pod.metadata.name.clone())
+                    .unwrap_or_default();
+                let text = etc_hosts(&ip, &name);
+                if rootfs.is_none()
+                    && !m
+                        .iter()
+                        .any(|b| b.target == std::path::Path::new("/etc/hosts"))
+                    && std::fs::write(&hosts, text).is_ok()
+                {
+                    m.push(crate::shim::BindMount {
+                        source: hosts,
+                        target: PathBuf::from("/etc/hosts"),
+                        read_only: false,
+                    });
+                }
+                m
+            }
             Err(e) => {
                 let st = self.containers.entry(c.name.clone()).or_default();
                 st.waiting = Some(("CreateContainerConfigError".into(), Some(e.to_string())));
@@ -1217,6 +1241,14 @@ impl Worker {
         }
         Ok(env)
     }
+}
+
+/// A pod's `/etc/hosts`.
+pub fn etc_hosts(ip: &str, hostname: &str) -> String {
+    format!(
+        "# Kubernetes-managed hosts file (kubevirt-rs embedded kubelet).\n127.0.0.1\tlocalhost\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+    )
 }
 
 /// `P.sock` for a data container started as upstream's `container-disk --copy-path P`.

@@ -163,6 +163,8 @@ async fn exec_in_a_running_container() {
     assert_eq!(status["status"], "Success", "{status} {err}");
     assert!(out.starts_with("inside\nbox\n"), "{out}");
     assert!(out.contains(&ip), "{out}");
+    let (hosts, _, _) = exec(&c, "box", "main", &["/bin/cat", "/etc/hosts"], None).await;
+    assert!(hosts.contains(&format!("{ip}\tbox")), "{hosts}");
     assert_eq!(err.trim(), "oops");
     let (out, _, status) = exec(
         &c,
