@@ -608,7 +608,13 @@ async fn foreground_and_orphan_propagation() {
     let mk = |name: &str, owner: Option<&ConfigMap>| ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            owner_references: owner.map(|o| vec![o.controller_owner_ref(&()).expect("ref")]),
+            // A controller reference that blocks its owner's foreground deletion, as
+            // controllers write them (kube-rs leaves blockOwnerDeletion unset).
+            owner_references: owner.map(|o| {
+                let mut r = o.controller_owner_ref(&()).expect("ref");
+                r.block_owner_deletion = Some(true);
+                vec![r]
+            }),
             ..Default::default()
         },
         ..Default::default()
