@@ -118,7 +118,11 @@ async fn anonymous_certificates_and_tokens() {
         "alice [\"dev\",\"ops\",\"system:authenticated\"]"
     );
     let out = kubectl_as(&s, &anon, &["--token", "wrong", "get", "ns"]);
-    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("You must be logged in to the server"),
+        "{}",
+        stderr(&out)
+    );
 
     // A service account token from the TokenRequest API.
     let token = s.ok(k, &["create", "token", "default", "-n", "default"]);
@@ -176,7 +180,11 @@ async fn anonymous_certificates_and_tokens() {
     assert!(out.status.success(), "{}", stderr(&out));
     s.ok(k, &["delete", "pod", "p1", "-n", "default", "--wait"]);
     let out = kubectl_as(&s, &anon, &["--token", bound, "get", "--raw", "/api"]);
-    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("You must be logged in to the server"),
+        "{}",
+        stderr(&out)
+    );
 
     // A service account that is deleted takes its tokens with it.
     s.ok(k, &["create", "serviceaccount", "temp", "-n", "default"]);
@@ -189,7 +197,11 @@ async fn anonymous_certificates_and_tokens() {
     );
     s.ok(k, &["delete", "serviceaccount", "temp", "-n", "default"]);
     let out = kubectl_as(&s, &anon, &["--token", t, "get", "--raw", "/api"]);
-    assert!(stderr(&out).contains("You must be logged in to the server"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("You must be logged in to the server"),
+        "{}",
+        stderr(&out)
+    );
 
     // Component kubeconfigs (client certificates) and a node's from `virt-cluster kubeconfig`.
     for c in ["virt-api", "virt-controller", "virt-handler", "scheduler"] {
