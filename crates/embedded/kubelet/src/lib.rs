@@ -268,6 +268,9 @@ async fn dispatch(shared: Arc<Shared>) {
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher(api, wc).default_backoff().boxed();
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
+    // Pod workers live in this set: stopping the kubelet (aborting this task) stops them too,
+    // without touching the pods' processes.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut listed: HashSet<String> = HashSet::new();
     let mut first_list = true;
     while let Some(ev) = stream.next().await {
@@ -297,7 +300,9 @@ async fn dispatch(shared: Arc<Shared>) {
                     _ => {
                         let (tx, rx) = watch::channel(Some(pod));
                         workers.insert(uid.clone(), tx);
-                        tokio::spawn(pods::run_worker(shared.clone(), uid, rx));
+                        tasks.spawn(pods::run_worker(shared.clone(), uid, rx));
+                        // Reap finished workers.
+                        while tasks.try_join_next().is_some() {}
                     }
                 }
             }
@@ -395,10 +400,16 @@ pub async fn teardown_node(data_dir: &Path, node: &str, index: u32, fabric: &str
         .join("pods");
     let cgroups = cgroup::Cgroups::detect_system(node);
     if let Ok(rd) = std::fs::read_dir(&root) {
-        for e in rd.flatten() {
-            runtime::kill_all(&e.path());
+        // Twice: a worker that was stopping may still have started one more container.
+        for _ in 0..2 {
+            if let Ok(rd) = std::fs::read_dir(&root) {
+                for e in rd.flatten() {
+                    runtime::kill_all(&e.path());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(rd);
         if let Ok(rd) = std::fs::read_dir(&root) {
             for e in rd.flatten() {
                 if let Some(uid) = e.file_name().to_str() {

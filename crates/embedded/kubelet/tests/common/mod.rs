@@ -188,6 +188,8 @@ impl Drop for Cluster {
             }
             nodes.push((n.name.clone(), n.index));
         }
+        // Let aborted pod workers reach their next await (and stop) before cleaning up.
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let data = self.dir.path().to_path_buf();
         let fabric = self.fabric.clone();
         let _ = std::thread::spawn(move || {
