@@ -663,6 +663,33 @@ fn builtin_columns(def: &ResourceDef) -> Vec<Col> {
             ));
             cols.push(age_col());
         }
+        ("apiregistration.k8s.io", "apiservices") => {
+            cols.push(col("Service", 0, "The service serving the API", |c| {
+                json!(match (
+                    s(c, &["spec", "service", "namespace"]),
+                    s(c, &["spec", "service", "name"])
+                ) {
+                    (Some(ns), Some(n)) => format!("{ns}/{n}"),
+                    _ => "Local".to_string(),
+                })
+            }));
+            cols.push(col("Available", 0, "Whether the API is available", |c| {
+                let cond = c
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|x| x["type"] == "Available"));
+                json!(match cond {
+                    None => "Unknown".to_string(),
+                    Some(x) if x["status"] == "True" => "True".to_string(),
+                    Some(x) => format!(
+                        "{} ({})",
+                        s(x, &["status"]).unwrap_or_default(),
+                        s(x, &["reason"]).unwrap_or_default()
+                    ),
+                })
+            }));
+            cols.push(age_col());
+        }
         _ => cols.push(age_col()),
     }
     cols

@@ -263,6 +263,13 @@ async fn aggregated_api_with_websocket_streams() {
         );
         String::from_utf8_lossy(&out.stdout) == "False"
     });
+    let table = s.ok(k, &["get", "apiservices"]);
+    assert!(
+        table.contains("SERVICE")
+            && table.contains("default/echo-api")
+            && table.contains("False (FailedDiscoveryCheck)"),
+        "{table}"
+    );
     let err = s.fails(
         k,
         &[
