@@ -124,6 +124,34 @@ async fn runs_to_completion_with_env_logs_and_ip() {
             .get("kubernetes.io/hostname"),
         Some(&node)
     );
+    // Events for `kubectl describe`: the scheduler's and the kubelet's.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(c.client.clone(), "default");
+    let mut reasons: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        reasons = events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some("hello"))
+            .filter_map(|e| e.reason)
+            .collect();
+        if ["Scheduled", "Created", "Started"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in ["Scheduled", "Created", "Started"] {
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "{r} missing from {reasons:?}"
+        );
+    }
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-node-lease");
     assert!(
         leases
