@@ -70,9 +70,36 @@ pub fn allowed(app: &App, user: &User, req: &Request) -> bool {
     rbac::allowed(&app.rbac.get(app), user, req)
 }
 
+/// The node authorizer's restriction for kubelets (see [`rbac::node_allows`]).
+fn node_restricted(app: &App, user: &User, req: &Request) -> bool {
+    let Some(node) = rbac::node_of(user) else {
+        return false;
+    };
+    let pod_node = match req {
+        Request::Resource {
+            group,
+            resource,
+            namespace,
+            name,
+            ..
+        } if group.is_empty() && resource == "pods" && !name.is_empty() => app
+            .store
+            .read()
+            .get("pods", &crate::store::object_key(namespace, name))
+            .and_then(|o| o.value().ok())
+            .and_then(|p| {
+                p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }),
+        _ => None,
+    };
+    !rbac::node_allows(node, req, pod_node.as_deref())
+}
+
 /// Checks a request; a refusal is the 403 the real server gives.
 pub fn check(app: &App, user: &User, req: &Request) -> Result<(), ApiError> {
-    if allowed(app, user, req) {
+    if allowed(app, user, req) && !node_restricted(app, user, req) {
         Ok(())
     } else {
         tracing::debug!(user = %user.name, request = ?req, "forbidden");

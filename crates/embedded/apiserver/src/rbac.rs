@@ -313,6 +313,39 @@ pub fn allowed(policy: &Policy, u: &User, req: &Request) -> bool {
         .any(|r| rule_allows(r, req))
 }
 
+/// The node a kubelet's identity names (`system:node:<node>` in `system:nodes`).
+pub fn node_of(u: &User) -> Option<&str> {
+    u.name
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty() && u.in_group("system:nodes"))
+}
+
+/// What the node authorizer adds to RBAC for a kubelet (pure): a node may change only its own
+/// Node object and Lease, and only the pods bound to it (`pod_node`: the `spec.nodeName` of the
+/// pod a request names). Reads and creations are left to RBAC.
+pub fn node_allows(node: &str, req: &Request, pod_node: Option<&str>) -> bool {
+    let Request::Resource {
+        verb,
+        group,
+        resource,
+        name,
+        namespace,
+        ..
+    } = req
+    else {
+        return true;
+    };
+    if !matches!(verb.as_str(), "update" | "patch" | "delete") {
+        return true;
+    }
+    match (group.as_str(), resource.as_str()) {
+        ("", "nodes") => name == node,
+        ("coordination.k8s.io", "leases") if namespace == "kube-node-lease" => name == node,
+        ("", "pods") => pod_node == Some(node),
+        _ => true,
+    }
+}
+
 /// The 403 the real server answers when `u` may not do `req`.
 pub fn forbidden(u: &User, req: &Request) -> ApiError {
     match req {
@@ -631,6 +664,60 @@ mod tests {
             &Policy::default(),
             &User::new("root", &["system:masters"]),
             &url
+        ));
+    }
+
+    #[test]
+    fn nodes_touch_only_their_own() {
+        let n = User::new("system:node:n1", &["system:nodes"]);
+        assert_eq!(node_of(&n), Some("n1"));
+        assert_eq!(node_of(&User::new("system:node:n1", &[])), None);
+        assert!(node_allows(
+            "n1",
+            &res("patch", "", "nodes", "status", "", "n1"),
+            None
+        ));
+        assert!(!node_allows(
+            "n1",
+            &res("patch", "", "nodes", "status", "", "n2"),
+            None
+        ));
+        assert!(node_allows(
+            "n1",
+            &res("create", "", "nodes", "", "", ""),
+            None
+        ));
+        assert!(node_allows(
+            "n1",
+            &res("update", "", "pods", "status", "a", "p"),
+            Some("n1")
+        ));
+        assert!(!node_allows(
+            "n1",
+            &res("update", "", "pods", "status", "a", "p"),
+            Some("n2")
+        ));
+        assert!(!node_allows(
+            "n1",
+            &res("delete", "", "pods", "", "a", "p"),
+            None
+        ));
+        assert!(!node_allows(
+            "n1",
+            &res(
+                "update",
+                "coordination.k8s.io",
+                "leases",
+                "",
+                "kube-node-lease",
+                "n2"
+            ),
+            None
+        ));
+        assert!(node_allows(
+            "n1",
+            &res("get", "", "pods", "", "a", "p"),
+            Some("n2")
         ));
     }
 

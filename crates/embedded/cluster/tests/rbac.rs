@@ -399,6 +399,50 @@ async fn auth_matrix() {
     for (kc, args, want) in cases {
         assert_eq!(can_i(&s, kc, args), *want, "{} {args:?}", kc.display());
     }
+    // The node authorizer's part: a kubelet changes only its own Node and the pods bound to it.
+    {
+        use k8s_openapi::api::core::v1::Node;
+        use kube::api::{Patch, PatchParams};
+        let admin = s.client().await;
+        for n in ["node1", "node2"] {
+            let node: Node =
+                serde_json::from_value(json!({"metadata": {"name": n}})).expect("node");
+            Api::<Node>::all(admin.clone())
+                .create(&PostParams::default(), &node)
+                .await
+                .expect("node");
+            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("on-{n}")},
+                "spec": {"nodeName": n, "containers": [{"name": "c", "image": "busybox"}]}}))
+            .expect("pod");
+            Api::<Pod>::namespaced(admin.clone(), "a")
+                .create(&PostParams::default(), &pod)
+                .await
+                .expect("pod");
+        }
+        let kubelet = client(&node).await;
+        let status = Patch::Merge(json!({"status": {"phase": "Running"}}));
+        let pods = Api::<Pod>::namespaced(kubelet.clone(), "a");
+        pods.patch_status("on-node1", &PatchParams::default(), &status)
+            .await
+            .expect("own pod");
+        match pods
+            .patch_status("on-node2", &PatchParams::default(), &status)
+            .await
+        {
+            Err(kube::Error::Api(st)) => assert_eq!(st.code, 403, "{}", st.message),
+            other => panic!("expected 403, got {other:?}"),
+        }
+        let nodes = Api::<Node>::all(kubelet);
+        let ready = Patch::Merge(json!({"status": {"phase": "Running"}}));
+        nodes
+            .patch_status("node1", &PatchParams::default(), &ready)
+            .await
+            .expect("own node");
+        assert!(matches!(
+            nodes.patch_status("node2", &PatchParams::default(), &ready).await,
+            Err(kube::Error::Api(st)) if st.code == 403
+        ));
+    }
     // And real calls agree with the answers.
     let ctrl = client(&comp("virt-controller")).await;
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "launcher"},
