@@ -6,6 +6,7 @@
 //! (naming and addressing), [`volumes`] (paths and mounts) and [`probes`] (thresholds); the rest
 //! is I/O around them. See the crate README for the layout on disk and the contracts.
 
+pub mod admission;
 pub mod backoff;
 pub mod cgroup;
 pub mod downward;
@@ -127,6 +128,11 @@ pub(crate) struct Shared {
     pub index: logs::PodIndex,
     pub puller: pull::Puller,
     pub host_ip: String,
+    /// The node's allocatable, in thousandths (for admission).
+    pub allocatable: kubevirt_embedded_scheduler::predicates::Resources,
+    /// Requests of the pods admitted to run here, by uid.
+    pub admitted:
+        std::sync::Mutex<HashMap<String, kubevirt_embedded_scheduler::predicates::Resources>>,
 }
 
 impl Shared {
@@ -223,6 +229,17 @@ pub async fn start(client: Client, config: Config) -> Result<Running, Error> {
             config.insecure_registries.clone(),
         ),
         host_ip: config.host_ip.clone(),
+        allocatable: [
+            ("cpu", facts.cpu.as_str()),
+            ("memory", facts.memory.as_str()),
+            ("pods", &facts.pods.to_string()),
+        ]
+        .iter()
+        .filter_map(|(k, v)| {
+            kubevirt_embedded_scheduler::quantity::parse_milli(v).map(|m| (k.to_string(), m))
+        })
+        .collect(),
+        admitted: std::sync::Mutex::new(HashMap::new()),
         root,
         cgroups,
         addrs,

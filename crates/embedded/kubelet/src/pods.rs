@@ -118,6 +118,8 @@ pub(crate) struct Worker {
     wake: Arc<Notify>,
     terminating: Option<Instant>,
     phase_override: Option<(String, String, String)>,
+    admitted: bool,
+    deadline_wake: Option<Duration>,
 }
 
 enum Next {
@@ -151,6 +153,8 @@ pub(crate) async fn run_worker(
         wake: Arc::new(Notify::new()),
         terminating: None,
         phase_override: None,
+        admitted: false,
+        deadline_wake: None,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -280,11 +284,87 @@ impl Worker {
             }
             return Next::After(Duration::from_secs(3600));
         }
+        // Failed here (admission, deadline): stop what runs, report, wait for the deletion.
+        if self.phase_override.is_some() {
+            self.escalate_kills();
+            self.report(pod).await;
+            return Next::After(if self.any_running() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_secs(3600)
+            });
+        }
+        if !self.admitted {
+            let requests = pod
+                .spec
+                .as_ref()
+                .map(kubevirt_embedded_scheduler::predicates::pod_requests)
+                .unwrap_or_default();
+            let adopted = !self.containers.is_empty() || phase == Some("Running");
+            let verdict = match self.shared.admitted.lock() {
+                Ok(mut admitted) => {
+                    let others = admitted
+                        .iter()
+                        .filter(|(u, _)| **u != self.uid)
+                        .map(|(_, r)| r);
+                    let v = if adopted {
+                        Ok(())
+                    } else {
+                        crate::admission::admit(&requests, others, &self.shared.allocatable)
+                    };
+                    if v.is_ok() {
+                        admitted.insert(self.uid.clone(), requests);
+                    }
+                    v
+                }
+                Err(_) => Ok(()),
+            };
+            match verdict {
+                Ok(()) => self.admitted = true,
+                Err((reason, message)) => {
+                    tracing::info!(namespace = %ns, name = %name, uid = %self.uid, %reason, "pod rejected");
+                    self.event(pod, EventType::Warning, &reason, message.clone());
+                    self.phase_override = Some(("Failed".into(), reason, message));
+                    self.report(pod).await;
+                    return Next::After(Duration::from_secs(3600));
+                }
+            }
+        }
         if self.start_time.is_none() {
             let now = Timestamp::now();
             let _ = std::fs::create_dir_all(&self.dir);
             let _ = std::fs::write(self.dir.join("start-time"), now.to_string());
             self.start_time = Some(now);
+        }
+        if let (Some(d), Some(start)) = (
+            pod.spec.as_ref().and_then(|s| s.active_deadline_seconds),
+            self.start_time,
+        ) {
+            let deadline = start
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(d))
+                .unwrap_or(start);
+            if Timestamp::now() >= deadline {
+                let msg = "Pod was active on the node longer than the specified deadline";
+                self.event(pod, EventType::Normal, "DeadlineExceeded", msg.into());
+                let names: Vec<String> = self
+                    .containers
+                    .iter()
+                    .filter(|(_, c)| c.running())
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for n in names {
+                    if let Some(c) = spec_container(pod, &n) {
+                        self.kill_for_restart(pod, &c, &format!("Stopping container {n}"));
+                    }
+                }
+                self.phase_override =
+                    Some(("Failed".into(), "DeadlineExceeded".into(), msg.into()));
+                self.report(pod).await;
+                return Next::After(Duration::from_millis(100));
+            }
+            let left =
+                Duration::try_from(deadline.duration_since(Timestamp::now())).unwrap_or_default();
+            self.deadline_wake = Some(left);
         }
         if self.sandbox.is_none() {
             match self.ensure_sandbox(pod).await {
@@ -348,6 +428,9 @@ impl Worker {
         }
         self.escalate_kills();
         self.report(pod).await;
+        if let Some(d) = self.deadline_wake.take() {
+            wake = wake.min(d + Duration::from_millis(10));
+        }
         Next::After(wake)
     }
 
@@ -1005,6 +1088,10 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if let Ok(mut a) = self.shared.admitted.lock() {
+            a.remove(&self.uid);
+        }
+        self.admitted = false;
         network::teardown_pod(&self.shared.config.node_name, &self.uid).await;
         self.shared
             .cgroups
@@ -1241,6 +1328,15 @@ impl Worker {
         }
         Ok(env)
     }
+}
+
+fn spec_container(pod: &Pod, name: &str) -> Option<Container> {
+    pod.spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .cloned()
 }
 
 /// A pod's `/etc/hosts`.

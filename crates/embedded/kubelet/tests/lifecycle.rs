@@ -397,3 +397,37 @@ async fn cpu_and_memory_limits_land_in_the_pod_cgroup() {
         Cgroups::Unavailable => eprintln!("no usable cgroups here: limits are not enforced"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_rejects_pods_past_allocatable_and_deadlines_end_pods() {
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    // Bound directly (no scheduler): the kubelet's admission is the only check.
+    c.create(json!({"metadata": {"name": "big"}, "spec": {"nodeName": node,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"], "resources": {"requests": {"cpu": "3"}}}]}}))
+    .await;
+    c.wait("big", 30, |p| phase(p) == "Running").await;
+    c.create(json!({"metadata": {"name": "too-big"}, "spec": {"nodeName": node,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"], "resources": {"requests": {"cpu": "2"}}}]}}))
+    .await;
+    let p = c.wait("too-big", 30, |p| phase(p) == "Failed").await;
+    let s = p.status.expect("status");
+    assert_eq!(s.reason.as_deref(), Some("OutOfcpu"));
+    assert_eq!(
+        s.message.as_deref(),
+        Some(
+            "Pod was rejected: Node didn't have enough resource: cpu, requested: 2000, used: 3000, capacity: 4000"
+        )
+    );
+    let t0 = Instant::now();
+    c.create(
+        json!({"metadata": {"name": "short-lived"}, "spec": {"activeDeadlineSeconds": 1,
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"]}]}}),
+    )
+    .await;
+    let p = c.wait("short-lived", 30, |p| phase(p) == "Failed").await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let s = p.status.expect("status");
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+}
