@@ -225,41 +225,63 @@ pub async fn setup_pod(
     let ns = pod_netns(node, uid);
     let node_ns = node_netns(node);
     let veth = pod_veth(uid);
-    ensure_netns(&ns).await?;
-    if !has_link(&ns, "eth0").await {
-        let _ = ip(&["-n", &node_ns, "link", "del", &veth]).await;
-        ip(&[
-            "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &veth, "netns",
-            &node_ns,
-        ])
-        .await?;
+    if !netns_path(&ns).exists() {
+        ip_idem(&["netns", "add", &ns]).await?;
     }
+    let mut script = String::new();
+    if !has_link(&ns, "eth0").await {
+        // A stale node side of an earlier attempt would block the name.
+        let _ = ip(&["-n", &node_ns, "link", "del", &veth]).await;
+        script.push_str(&format!(
+            "link add eth0 type veth peer name {veth} netns {node_ns}\n"
+        ));
+    }
+    script.push_str(&pod_script(addr, addrs.gateway));
+    ip_batch(&ns, &script).await?;
     ip(&[
         "-n", &node_ns, "link", "set", &veth, "master", "kvrs0", "up",
     ])
     .await?;
-    ip(&[
-        "-n",
-        &ns,
-        "addr",
-        "replace",
-        &format!("{addr}/24"),
-        "dev",
-        "eth0",
-    ])
-    .await?;
-    ip(&["-n", &ns, "link", "set", "eth0", "up"]).await?;
-    ip(&[
-        "-n",
-        &ns,
-        "route",
-        "replace",
-        "default",
-        "via",
-        &addrs.gateway.to_string(),
-    ])
-    .await?;
     Ok(ns)
+}
+
+/// The `ip -batch` lines that configure a pod's namespace once `eth0` exists (idempotent).
+pub fn pod_script(addr: Ipv4Addr, gateway: Ipv4Addr) -> String {
+    format!(
+        "link set lo up\naddr replace {addr}/24 dev eth0\nlink set eth0 up\n\
+         route replace default via {gateway}\n"
+    )
+}
+
+/// Runs `ip -n <ns> -batch -` with `script` on stdin.
+async fn ip_batch(ns: &str, script: &str) -> Result<(), NetError> {
+    use tokio::io::AsyncWriteExt;
+    let err = |message: String| NetError::Ip {
+        args: format!("-n {ns} -batch: {}", script.trim().replace('\n', "; ")),
+        message,
+    };
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    }
 }
 
 /// Removes a pod's namespace (its veth goes with it once its processes are gone).
@@ -311,5 +333,10 @@ mod tests {
         assert!(node_addrs(255).is_err());
         let used = [Ipv4Addr::new(10, 244, 3, 2), Ipv4Addr::new(10, 244, 3, 4)];
         assert_eq!(allocate(3, &used).unwrap(), Ipv4Addr::new(10, 244, 3, 3));
+        assert_eq!(
+            pod_script(Ipv4Addr::new(10, 244, 3, 3), a.gateway),
+            "link set lo up\naddr replace 10.244.3.3/24 dev eth0\nlink set eth0 up\n\
+             route replace default via 10.244.3.1\n"
+        );
     }
 }
