@@ -164,3 +164,55 @@ async fn kubelet_restart_leaves_pods_running_and_readopts_them() {
         }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_the_kubelet_was_down_is_cleaned_up() {
+    let mut c = Cluster::start().await;
+    let node = c.add_node(&[]).await;
+    c.create(json!({"metadata": {"name": "orphan"}, "spec": {
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["hang"]}]}}))
+        .await;
+    let p = c.wait("orphan", 30, |p| phase(p) == "Running").await;
+    let uid = p.metadata.uid.clone().expect("uid");
+    let pid: i32 = container_status(&p, "main")
+        .and_then(|s| s.container_id)
+        .and_then(|id| id.trim_start_matches("kvrs://").parse().ok())
+        .expect("pid");
+    c.nodes[0].kubelet.take().expect("kubelet").abort();
+    // Force-deleted while no kubelet watches (as `kubectl delete --force --grace-period=0`).
+    c.pods()
+        .delete(
+            "orphan",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            },
+        )
+        .await
+        .expect("delete");
+    c.wait_gone("orphan", 10).await;
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    c.start_kubelet(0).await;
+    let pod_dir = c
+        .dir
+        .path()
+        .join("nodes")
+        .join(&node)
+        .join("kubelet/pods")
+        .join(&uid);
+    let netns = std::path::Path::new("/run/netns").join(format!(
+        "kvrs-{node}-{}",
+        uid.replace('-', "").chars().take(8).collect::<String>()
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pod_dir.exists()
+        || netns.exists()
+        || std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan was not cleaned up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
