@@ -1036,8 +1036,53 @@ async fn resource(
             let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or(""))
                 .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
             let fields = field_selector(&def, q)?;
-            let opts =
-                DeleteOpts::from_body(&delete_body(headers, &body)?, q.int("gracePeriodSeconds")?)?;
+            let raw_opts = delete_body(headers, &body)?;
+            let opts = DeleteOpts::from_body(&raw_opts, q.int("gracePeriodSeconds")?)?;
+            if hooked {
+                // Every object is admitted (DELETE, as upstream does per item) before any goes.
+                let prefix = if def.namespaced && !ns.is_empty() {
+                    format!("{ns}/")
+                } else {
+                    String::new()
+                };
+                let items: Vec<Value> = {
+                    let cache = app.store.read();
+                    cache
+                        .objects
+                        .get(&def.gr())
+                        .map(|m| {
+                            m.range(prefix.clone()..)
+                                .take_while(|(k, _)| k.starts_with(&prefix))
+                                .filter(|(_, o)| ops::matches(o, &labels, &fields))
+                                .filter_map(|(_, o)| o.value().ok())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let options = serde_json::from_slice(&raw_opts).unwrap_or_else(|_| json!({}));
+                for item in items {
+                    let mut a = attrs.clone();
+                    a.operation = crate::admission::Operation::Delete;
+                    a.name = crate::meta::meta_str(&item, "name")
+                        .unwrap_or_default()
+                        .to_string();
+                    a.namespace = crate::meta::meta_str(&item, "namespace")
+                        .unwrap_or_default()
+                        .to_string();
+                    let old = present(&def, &version, item, Accept::Json);
+                    crate::admit::run(
+                        app,
+                        &def,
+                        &a,
+                        user,
+                        None,
+                        Some(&old),
+                        options.clone(),
+                        &mut warnings,
+                    )
+                    .await?;
+                }
+            }
             let v = run_write(
                 app,
                 ops::delete_collection(ctx.clone(), labels, fields, opts),

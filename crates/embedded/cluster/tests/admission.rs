@@ -385,6 +385,16 @@ async fn mutating_then_validating_webhooks() {
         assert_eq!(v["request"]["options"]["kind"], "DeleteOptions");
     }
     s.ok(k, &["get", "configmap", "forbidden-later", "-n", "hooks"]);
+    // A collection deletion is admitted item by item, before anything goes.
+    let err = s.fails(
+        k,
+        &["delete", "--raw", "/api/v1/namespaces/hooks/configmaps"],
+    );
+    assert!(
+        err.contains("objects named forbidden-* are not allowed"),
+        "{err}"
+    );
+    s.ok(k, &["get", "configmap", "a", "-n", "hooks"]);
     s.ok(k, &["delete", "configmap", "a", "-n", "hooks"]);
 
     // A webhook with side effects refuses dry runs (and only dry runs).
