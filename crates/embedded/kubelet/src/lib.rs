@@ -81,6 +81,8 @@ pub struct Config {
     pub host_ip: String,
     /// Also run the cluster's local-path provisioner (one kubelet per cluster should).
     pub provisioner: bool,
+    /// How often configMap, secret, downwardAPI and projected volumes are rewritten.
+    pub volume_refresh: Duration,
 }
 
 impl Config {
@@ -104,6 +106,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 10250)),
             host_ip: "127.0.0.1".into(),
             provisioner: false,
+            volume_refresh: Duration::from_secs(60),
         }
     }
 

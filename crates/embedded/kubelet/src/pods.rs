@@ -120,6 +120,8 @@ pub(crate) struct Worker {
     phase_override: Option<(String, String, String)>,
     admitted: bool,
     deadline_wake: Option<Duration>,
+    /// When configMap, secret, downwardAPI and projected volumes were last written.
+    volumes_written: Option<Instant>,
 }
 
 enum Next {
@@ -155,6 +157,7 @@ pub(crate) async fn run_worker(
         phase_override: None,
         admitted: false,
         deadline_wake: None,
+        volumes_written: None,
     };
     loop {
         let pod = rx.borrow_and_update().clone();
@@ -425,6 +428,7 @@ impl Worker {
             if let Some(d) = self.probe_all(pod).await {
                 wake = wake.min(d);
             }
+            wake = wake.min(self.refresh_volumes(pod).await);
         }
         self.escalate_kills();
         self.report(pod).await;
@@ -549,6 +553,38 @@ impl Worker {
             cgroup_procs,
             volumes: vols,
         })
+    }
+
+    /// Rewrites the pod's configMap, secret, downwardAPI and projected volumes every
+    /// `volume_refresh` (upstream's kubelet syncs them about once a minute); returns when to
+    /// look again. Files are replaced atomically; containers see them through their bind mounts
+    /// (not through `subPath` mounts, as upstream).
+    async fn refresh_volumes(&mut self, pod: &Pod) -> Duration {
+        let every = self.shared.config.volume_refresh;
+        let now = Instant::now();
+        let last = *self.volumes_written.get_or_insert(now);
+        if now < last + every {
+            return last + every - now;
+        }
+        self.volumes_written = Some(now);
+        let Some(sandbox) = self.sandbox.clone() else {
+            return every;
+        };
+        let node = self.shared.config.node_name.clone();
+        let ip = sandbox.ip.to_string();
+        let ctx = volumes::VolumeCtx {
+            client: &self.shared.client,
+            pod_dir: &self.dir,
+            rt: downward::Runtime {
+                pod_ip: Some(&ip),
+                host_ip: &self.shared.host_ip,
+                node_name: &node,
+            },
+        };
+        if let Err(e) = volumes::prepare(&ctx, pod).await {
+            tracing::warn!(uid = %self.uid, error = %e, "refreshing volumes failed");
+        }
+        every
     }
 
     /// Starts `c` if it should run now; returns when to look again (back-off).

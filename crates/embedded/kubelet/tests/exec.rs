@@ -227,3 +227,44 @@ async fn mounts_made_on_the_node_later_reach_the_container() {
     assert_eq!(status["status"], "Success", "{status} {err}");
     assert_eq!(out, "pretend disk");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_map_updates_reach_a_running_pod() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"mode": "one"}}))
+            .expect("cm");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    c.create(json!({"metadata": {"name": "reader"}, "spec": {"containers": [{"name": "main", "image": TESTPROG,
+        "args": ["hang"], "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}],
+        "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}]}}))
+    .await;
+    c.wait("reader", 30, |p| phase(p) == "Running").await;
+    let (out, _, _) = exec(&c, "reader", "main", &["/bin/cat", "/etc/cfg/mode"], None).await;
+    assert_eq!(out, "one");
+    cms.patch(
+        "cfg",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"mode": "two"}})),
+    )
+    .await
+    .expect("patch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (out, _, _) = exec(&c, "reader", "main", &["/bin/cat", "/etc/cfg/mode"], None).await;
+        if out == "two" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the update did not arrive: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}

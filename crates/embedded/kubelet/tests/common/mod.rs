@@ -89,6 +89,7 @@ impl Cluster {
         c.cpu = Some("4".into());
         c.memory = Some("8Gi".into());
         c.provisioner = n.index == 1;
+        c.volume_refresh = Duration::from_secs(1);
         c.insecure_registries.extend(self.insecure.clone());
         c
     }
