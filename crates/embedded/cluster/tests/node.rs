@@ -115,11 +115,17 @@ fn scheduler_and_kubelet_subcommands_run_a_pod() {
         KUBECTL_133,
         &["get", "pod", "hello", "-o", "jsonpath={.status.podIP}"],
     );
+    // The kubelet takes its client CA from its kubeconfig: the admin certificate is accepted.
+    let pki = server.dir.join("pki");
     let out = Command::new("curl")
         .args([
             "-sk",
             &format!("{endpoint}/containerLogs/default/hello/hello"),
         ])
+        .arg("--cert")
+        .arg(pki.join("admin.crt"))
+        .arg("--key")
+        .arg(pki.join("admin.key"))
         .output()
         .expect("curl");
     assert_eq!(

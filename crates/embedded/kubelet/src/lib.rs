@@ -83,6 +83,9 @@ pub struct Config {
     pub provisioner: bool,
     /// How often configMap, secret, downwardAPI and projected volumes are rewritten.
     pub volume_refresh: Duration,
+    /// PEM of the CA whose client certificates the HTTPS endpoint accepts (the cluster CA);
+    /// `None` serves anyone on the loopback.
+    pub client_ca: Option<String>,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ impl Config {
             host_ip: "127.0.0.1".into(),
             provisioner: false,
             volume_refresh: Duration::from_secs(60),
+            client_ca: None,
         }
     }
 
@@ -198,12 +202,16 @@ pub async fn start(client: Client, config: Config) -> Result<Running, Error> {
     let cgroups = cgroup::Cgroups::detect_system(&config.node_name);
     tracing::info!(node = %config.node_name, cgroups = ?cgroups, "cgroups");
     let index: logs::PodIndex = Arc::new(RwLock::new(HashMap::new()));
-    let (addr, server) = logs::serve(config.listen, logs::router(root.clone(), index.clone()))
-        .await
-        .map_err(|e| Error::Io {
-            what: format!("listening on {}", config.listen),
-            source: e,
-        })?;
+    let (addr, server) = logs::serve_authenticated(
+        config.listen,
+        logs::router(root.clone(), index.clone()),
+        config.client_ca.as_deref(),
+    )
+    .await
+    .map_err(|e| Error::Io {
+        what: format!("listening on {}", config.listen),
+        source: e,
+    })?;
     let (cpu, memory) = node::machine_capacity();
     let facts = node::NodeFacts {
         name: config.node_name.clone(),
@@ -505,6 +513,40 @@ pub struct Args {
     /// Also run the cluster's local-path provisioner (StorageClass `local`).
     #[arg(long)]
     pub local_path_provisioner: bool,
+    /// CA whose client certificates the HTTPS endpoint accepts (default: the kubeconfig's
+    /// cluster CA).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The cluster CA (PEM) from a kubeconfig's current cluster.
+fn kubeconfig_ca(path: &Path) -> Option<String> {
+    use base64::Engine;
+    let kc = kube::config::Kubeconfig::read_from(path).ok()?;
+    let name = kc
+        .current_context
+        .as_ref()
+        .and_then(|c| kc.contexts.iter().find(|x| &x.name == c))
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == name.as_ref())
+        .or(kc.clusters.first())?
+        .cluster
+        .as_ref()?;
+    match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
+        (Some(data), _) => base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        (None, Some(file)) => std::fs::read_to_string(file).ok(),
+        _ => None,
+    }
 }
 
 /// Entry point of `virt-cluster kubelet`. The shim mode must run before any thread starts, so
@@ -576,6 +618,13 @@ pub fn main(args: Args) -> Result<(), Error> {
             .await;
             return Ok(());
         }
+        config.client_ca = match &args.client_ca_file {
+            Some(f) => Some(std::fs::read_to_string(f).map_err(|e| Error::Io {
+                what: f.display().to_string(),
+                source: e,
+            })?),
+            None => kubeconfig_ca(&kubeconfig),
+        };
         let client = kubevirt_embedded_scheduler::client_from_kubeconfig(&kubeconfig).await?;
         let running = start(client, config).await?;
         println!(

@@ -2,6 +2,7 @@
 //! `GET /containerLogs/<namespace>/<pod>/<container>` with `follow`, `previous`, `tailLines`,
 //! `limitBytes`; and `GET /healthz`. The certificate is self-signed for 127.0.0.1 (the API
 //! server proxies to kubelets without verifying them unless told to, as upstream by default).
+//! Clients must present a certificate of the cluster CA (see [`serve`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -268,16 +269,43 @@ pub fn router(root: PathBuf, index: PodIndex) -> Router {
 }
 
 /// Serves the router over TLS on `listen`; returns the bound address.
+/// Serves `router` over TLS on `listen` to anyone on the loopback; returns the bound address.
 pub async fn serve(
     listen: SocketAddr,
     router: Router,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
+    serve_authenticated(listen, router, None).await
+}
+
+/// Like [`serve`]; with `client_ca` (PEM), only clients presenting a certificate signed by it
+/// are served (the API server proxies with one; so does an admin's kubeconfig).
+pub async fn serve_authenticated(
+    listen: SocketAddr,
+    router: Router,
+    client_ca: Option<&str>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), std::io::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
         .map_err(std::io::Error::other)?;
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        Some(pem) => {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots
+                    .add(c.map_err(std::io::Error::other)?)
+                    .map_err(std::io::Error::other)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(std::io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let tls = builder
         .with_single_cert(vec![cert.cert.der().clone()], key)
         .map_err(std::io::Error::other)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));

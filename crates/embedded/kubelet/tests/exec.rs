@@ -88,10 +88,20 @@ async fn exec(
         "v5.channel.k8s.io".parse().expect("header"),
     );
     let _ = rustls::crypto::ring::default_provider().install_default();
+    use rustls::pki_types::pem::PemObject;
+    let pki = c.dir.path().join("pki");
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(pki.join("admin.crt"))
+            .expect("admin.crt")
+            .collect::<Result<_, _>>()
+            .expect("certificates");
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(pki.join("admin.key")).expect("admin.key");
     let cfg = rustls::ClientConfig::builder()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(NoVerify))
-        .with_no_client_auth();
+        .with_client_auth_cert(certs, key)
+        .expect("client certificate");
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect("127.0.0.1".try_into().expect("name"), tcp)

@@ -54,6 +54,23 @@ async fn runs_to_completion_with_env_logs_and_ip() {
         Some("PodCompleted")
     );
     let logs = c.logs(0, "hello", "main", "");
+    // Without a client certificate of the cluster CA the kubelet does not answer.
+    let anonymous = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--max-time",
+            "10",
+            &format!(
+                "https://{}/containerLogs/default/hello/main",
+                c.kubelet_addr(0)
+            ),
+        ])
+        .output()
+        .expect("curl");
+    assert!(
+        !anonymous.status.success() && anonymous.stdout.is_empty(),
+        "{anonymous:?}"
+    );
     assert!(logs.contains("hello world"), "{logs}");
     assert!(logs.contains("POD_NAME=hello"), "{logs}");
     assert!(logs.contains("POD_NS=default"), "{logs}");

@@ -90,6 +90,7 @@ impl Cluster {
         c.memory = Some("8Gi".into());
         c.provisioner = n.index == 1;
         c.volume_refresh = Duration::from_secs(1);
+        c.client_ca = std::fs::read_to_string(self.dir.path().join("pki/ca.crt")).ok();
         c.insecure_registries.extend(self.insecure.clone());
         c
     }
@@ -171,8 +172,13 @@ impl Cluster {
             "https://{}/containerLogs/default/{pod}/{container}?{query}",
             self.kubelet_addr(node)
         );
+        let pki = self.dir.path().join("pki");
         let out = std::process::Command::new("curl")
             .args(["-sk", "--max-time", "20", &url])
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
             .output()
             .expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
