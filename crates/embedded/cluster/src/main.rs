@@ -1,5 +1,14 @@
-//! `virt-cluster`: the embedded single-machine KubeVirt cluster. For now it runs the API server
-//! alone (`virt-cluster apiserver`); `virt-cluster up` arrives with the other components.
+//! `virt-cluster`: the embedded single-machine KubeVirt cluster. `virt-cluster up` runs the
+//! whole cluster (API server, scheduler, kubelets, virt-api, virt-controller, virt-handlers) as
+//! separate processes under a detached supervisor; `down` and `status` go with it. The
+//! components' own subcommands (`apiserver`, `kubelet`, `scheduler`) run one piece alone.
+
+mod commands;
+mod kubeio;
+mod plan;
+mod ready;
+mod state;
+mod supervisor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +25,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the cluster (API server, scheduler, a kubelet and a virt-handler per node,
+    /// virt-api, virt-controller) in the background; returns once it is ready. Exits 1 if a
+    /// cluster already runs on the data directory.
+    Up(commands::UpArgs),
+    /// Stop the VMs gracefully, then the cluster; its state stays in the data directory.
+    Down(commands::DownArgs),
+    /// The cluster's processes (pid, up/down, restarts), nodes and VMs. Exits 3 when it is
+    /// not running.
+    Status(commands::DataDirArg),
+    /// The background supervisor `up` starts (internal).
+    #[command(hide = true)]
+    Supervise(commands::SuperviseArgs),
     /// Run the embedded Kubernetes API server alone (writes DATA/kubeconfig).
     Apiserver {
         /// The data directory (store, PKI, kubeconfig).
@@ -79,6 +100,30 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let code = match command {
+            Command::Up(args) => Some(commands::up(args).await?),
+            Command::Down(args) => Some(commands::down(args).await?),
+            Command::Status(args) => Some(commands::status(args).await?),
+            Command::Supervise(args) => {
+                commands::supervise(args).await?;
+                None
+            }
+            command => {
+                run_component(command).await?;
+                None
+            }
+        };
+        if let Some(code) = code
+            && code != 0
+        {
+            std::process::exit(code);
+        }
+        Ok(())
+    })
+}
+
+async fn run_component(command: Command) -> anyhow::Result<()> {
+    {
         match command {
             Command::Apiserver {
                 data_dir,
@@ -121,8 +166,11 @@ fn main() -> anyhow::Result<()> {
                 group,
                 out,
             } => write_kubeconfig(&data_dir, server, node, user, group, &out),
+            Command::Up(_) | Command::Down(_) | Command::Status(_) | Command::Supervise(_) => {
+                Ok(())
+            }
         }
-    })
+    }
 }
 
 /// `virt-cluster kubeconfig`: a client-certificate kubeconfig for a node or a user.
