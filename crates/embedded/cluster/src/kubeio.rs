@@ -186,17 +186,24 @@ async fn webhooks(client: &kube::Client) -> Webhooks {
     })
 }
 
-/// Names (namespace/name) of the VMIs in the cluster.
-pub async fn vmis(client: &kube::Client) -> anyhow::Result<Vec<(String, String)>> {
+/// The VMIs in the cluster: namespace, name, phase.
+pub async fn vmis(client: &kube::Client) -> anyhow::Result<Vec<(String, String, String)>> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &vmi_resource());
     let list = api.list(&ListParams::default()).await?;
     Ok(list
         .items
         .into_iter()
         .map(|o| {
+            let phase = o
+                .data
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             (
                 o.metadata.namespace.unwrap_or_default(),
                 o.metadata.name.unwrap_or_default(),
+                phase,
             )
         })
         .collect())

@@ -270,6 +270,13 @@ pub fn backoff(restarts_in_a_row: u32) -> Duration {
     }
 }
 
+/// Whether a VMI in `phase` may still have a guest that a graceful stop should wait for
+/// (`Running`: virt-handler shuts it down and reports the final phase). Earlier phases have
+/// no guest yet and final ones none any more.
+pub fn guest_may_run(phase: &str) -> bool {
+    phase == "Running"
+}
+
 /// How long a component must run for its crash count to start over.
 pub const RESET_AFTER: Duration = Duration::from_secs(60);
 
@@ -333,6 +340,21 @@ mod tests {
                 .join(" ")
                 .contains("--fabric-netns kvrs-fabric-t42n")
         );
+    }
+
+    #[test]
+    fn which_vmis_to_wait_for() {
+        assert!(guest_may_run("Running"));
+        for p in [
+            "",
+            "Pending",
+            "Scheduling",
+            "Scheduled",
+            "Succeeded",
+            "Failed",
+        ] {
+            assert!(!guest_may_run(p), "{p}");
+        }
     }
 
     #[test]

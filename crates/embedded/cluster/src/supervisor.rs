@@ -300,7 +300,7 @@ impl Supervisor {
             return;
         }
         self.phase(format!("stopping: {} VMs", vmis.len()));
-        for (ns, name) in &vmis {
+        for (ns, name, _) in &vmis {
             if let Err(e) = kubeio::delete_vmi(&client, ns, name).await {
                 tracing::warn!(namespace = %ns, name = %name, error = %format!("{e:#}"), "deleting the VMI");
             }
@@ -308,25 +308,21 @@ impl Supervisor {
         let deadline = Instant::now() + timeout;
         loop {
             let left = kubeio::vmis(&client).await.unwrap_or_default();
-            let pods = kubeio::launcher_pods(&client).await.unwrap_or_default();
             if left.is_empty() {
                 break;
             }
-            if pods.is_empty() || Instant::now() > deadline {
-                // The guests are down (or out of time): nothing will remove the finalizers
-                // without virt-controller.
-                for (ns, name) in &left {
+            let late = Instant::now() > deadline;
+            for (ns, name, phase) in &left {
+                // Nothing removes the finalizers without virt-controller: release the VMIs
+                // with no guest left to shut down (or all of them once out of time).
+                if late || !plan::guest_may_run(phase) {
                     let _ = kubeio::release_vmi(&client, ns, name).await;
                 }
-                if Instant::now() > deadline + Duration::from_secs(10) {
-                    break;
-                }
             }
-            self.phase(format!(
-                "stopping: {} VMs, {} launcher pods left",
-                left.len(),
-                pods.len()
-            ));
+            if Instant::now() > deadline + Duration::from_secs(10) {
+                break;
+            }
+            self.phase(format!("stopping: {} VMs left", left.len()));
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         // Let the kubelets finish the launcher pods the garbage collector deletes.
