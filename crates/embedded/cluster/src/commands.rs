@@ -284,6 +284,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         }
         if let Some(c) = &client {
             let facts = kubeio::facts(c).await;
+            if !facts.api {
+                // Read the kubeconfig again next time: the API server rewrites it when it
+                // starts (a kubeconfig left by an earlier run may name another address).
+                client = None;
+            }
             let mut waiting = None;
             for (i, step) in STEPS.iter().enumerate() {
                 let (ok, line) = ready::check(*step, &names, &facts);
