@@ -336,13 +336,40 @@ fn up_status_restart_down_up() {
         .expect("virt-controller line");
     assert_eq!(line.split_whitespace().nth(3), Some("1"), "{st}");
 
-    // Objects made now survive down + up.
+    // virt-api too, and it is registered again (its new CA in the webhook configurations and
+    // the APIService): a VM write goes through its webhooks.
     let vm = c.dir.join("vm.yaml");
     std::fs::write(
         &vm,
         include_str!("data/testvm.yaml").replace("  running: false\n", "  runStrategy: Halted\n"),
     )
     .expect("write");
+    let old = c.pid("virt-api").expect("virt-api pid");
+    Command::new("kill")
+        .args(["-9", &old.to_string()])
+        .status()
+        .expect("kill");
+    wait_for("virt-api restarted", Duration::from_secs(30), || {
+        c.pid("virt-api").is_some_and(|p| p != old)
+    });
+    wait_for("webhooks answer again", Duration::from_secs(30), || {
+        c.kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            vm.to_str().expect("path"),
+        ])
+        .status
+        .success()
+    });
+    c.ok(&[
+        "wait",
+        "--for=condition=Available",
+        "--timeout=30s",
+        "apiservice/v1.subresources.kubevirt.io",
+    ]);
+
+    // Objects made now survive down + up.
     c.ok(&["apply", "-f", vm.to_str().expect("path")]);
     c.ok(&["create", "configmap", "keep", "--from-literal=a=b"]);
 
