@@ -1,16 +1,19 @@
 //! `virtctl`: KubeVirt's command-line client, with upstream's verbs, flags and messages, so
 //! scripts written for upstream's virtctl keep working. It reads the kubeconfig as kubectl does
-//! (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`) and also works as a kubectl plugin
-//! (`kubectl virt ...`, when installed as `kubectl-virt`).
-//!
-//! Implemented so far: `start`, `stop`, `restart` (through the `subresources.kubevirt.io/v1`
-//! API) and `version`.
+//! (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`, `--context`, the context's namespace) and
+//! is also a kubectl plugin: under the name `kubectl-virt` (see `virtctl install-plugin`)
+//! `kubectl virt ...` behaves the same.
 
-use std::process::ExitCode;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use serde_json::json;
+use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::discovery::ApiResource;
+use virtctl::stream::{Cluster, KubeOptions, status_message};
+use virtctl::target::{ForwardedPort, Kind, Target};
+use virtctl::{Error, createvm, expose, lifecycle, ssh};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,14 +21,54 @@ use serde_json::json;
     about = "virtctl controls virtual machine related operations on your kubernetes cluster."
 )]
 struct Cli {
-    /// Path to the kubeconfig file to use.
+    /// Path to the kubeconfig file to use for CLI requests.
     #[arg(long, global = true)]
-    kubeconfig: Option<std::path::PathBuf>,
-    /// The namespace to use (default: the kubeconfig context's).
+    kubeconfig: Option<PathBuf>,
+    /// The name of the kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// If present, the namespace scope for this CLI request.
     #[arg(short = 'n', long, global = true)]
     namespace: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// A boolean flag that also takes `--flag=true|false`, as Go's pflag does.
+#[derive(Args, Debug, Clone)]
+struct DryRun {
+    /// If true, only submit the request without persisting it.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+    dry_run: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ForceGrace {
+    /// Force the operation (together with --grace-period).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+    force: bool,
+    /// Seconds the guest gets to shut down; with --force only 0 is supported.
+    #[arg(long, allow_negative_numbers = true)]
+    grace_period: Option<i64>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SshFlags {
+    /// The user to log in as (default: the local user, as ssh does).
+    #[arg(short = 'l', long)]
+    username: Option<String>,
+    /// Path to a private key used for authenticating to the server.
+    #[arg(short = 'i', long)]
+    identity_file: Option<String>,
+    /// Path to the known_hosts file.
+    #[arg(long)]
+    known_hosts: Option<String>,
+    /// The port on the VM to send SSH traffic to.
+    #[arg(short = 'p', long, default_value_t = 22)]
+    port: u16,
+    /// Additional options for the local ssh client (repeatable), e.g. -t "-o StrictHostKeyChecking=no".
+    #[arg(short = 't', long = "local-ssh-opts", allow_hyphen_values = true)]
+    local_ssh_opts: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,169 +77,686 @@ enum Command {
     Start {
         name: String,
         /// Start the VM in a paused state.
-        #[arg(long)]
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         paused: bool,
-        /// Only submit the request, without persisting it.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Stop a virtual machine.
     Stop {
         name: String,
-        /// With --grace-period=0: stop immediately.
-        #[arg(long)]
-        force: bool,
-        /// Seconds the guest gets to shut down (only 0, with --force).
-        #[arg(long, allow_negative_numbers = true)]
-        grace_period: Option<i64>,
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        force: ForceGrace,
+        #[command(flatten)]
+        dry: DryRun,
     },
     /// Restart a virtual machine.
     Restart {
         name: String,
-        #[arg(long)]
-        force: bool,
-        #[arg(long, allow_negative_numbers = true)]
-        grace_period: Option<i64>,
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        force: ForceGrace,
+        #[command(flatten)]
+        dry: DryRun,
     },
-    /// Print the client version.
-    Version,
+    /// Pause a virtual machine: its state stays in memory. Type: vm or vmi.
+    Pause {
+        #[arg(value_name = "vm|vmi")]
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Unpause a virtual machine. Type: vm or vmi.
+    Unpause {
+        #[arg(value_name = "vm|vmi")]
+        kind: String,
+        name: String,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Connect to the serial console of a virtual machine instance (Ctrl+] leaves).
+    Console {
+        #[arg(value_name = "VMI")]
+        name: String,
+        /// The number of minutes to wait for the virtual machine instance to be ready.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Open a VNC connection to a virtual machine instance.
+    Vnc {
+        #[arg(value_name = "VMI")]
+        name: String,
+        /// The address the local proxy listens on (only with --proxy-only; else 127.0.0.1).
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        /// The local port (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Only run the proxy and print the port VNC viewers can connect to, as JSON.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        proxy_only: bool,
+        /// Keep an existing VNC session instead of taking it over.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        preserve_session: bool,
+        /// The viewer to use: tiger or remote-viewer (looked up in PATH unless --vnc-path).
+        #[arg(long)]
+        vnc_type: Option<String>,
+        /// Path to the viewer executable.
+        #[arg(long)]
+        vnc_path: Option<PathBuf>,
+    },
+    /// Forward local ports to a virtualmachine or virtualmachineinstance:
+    /// type/name[/namespace] [protocol/]localPort[:targetPort]...
+    #[command(name = "port-forward")]
+    PortForward {
+        #[arg(value_name = "type/name[/namespace]")]
+        target: String,
+        #[arg(value_name = "[protocol/]localPort[:targetPort]", required = true)]
+        ports: Vec<String>,
+        /// Forward the tunnel to stdout/stdin; only works with a single port.
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        stdio: bool,
+        /// The address the local ports are opened on.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+    },
+    /// Open an SSH connection to a virtual machine instance: [user@]type/name[/namespace].
+    Ssh {
+        #[arg(value_name = "[user@]type/name[/namespace]")]
+        destination: String,
+        #[command(flatten)]
+        flags: SshFlags,
+        /// A command to execute in the VM.
+        #[arg(short = 'c', long)]
+        command: Option<String>,
+    },
+    /// Copy files to or from a virtual machine: [user@]type/name[/namespace]:path on one side.
+    Scp {
+        source: String,
+        destination: String,
+        #[command(flatten)]
+        flags: SshFlags,
+        /// Copy directories recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Preserve access and modification times.
+        #[arg(long)]
+        preserve: bool,
+    },
+    /// Expose a virtual machine (vm), instance (vmi) or instance replica set (vmirs) as a Service.
+    Expose {
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        name: String,
+        /// Name of the service created for the exposure of the VM.
+        #[arg(long = "name")]
+        service_name: String,
+        /// The port that the service should serve on.
+        #[arg(long)]
+        port: Option<i32>,
+        /// Name or number of the port on the VM that the service directs traffic to.
+        #[arg(long)]
+        target_port: Option<String>,
+        /// The network protocol for the service.
+        #[arg(long, default_value = "TCP")]
+        protocol: String,
+        /// Type of the service: ClusterIP, NodePort or LoadBalancer.
+        #[arg(long = "type", default_value = "ClusterIP")]
+        service_type: String,
+        /// Name of the port.
+        #[arg(long)]
+        port_name: Option<String>,
+        /// ClusterIP to assign ('None' for a headless service).
+        #[arg(long)]
+        cluster_ip: Option<String>,
+        /// An additional external IP address the service accepts.
+        #[arg(long)]
+        external_ip: Option<String>,
+    },
+    /// Create a manifest for the specified kind.
+    Create {
+        #[command(subcommand)]
+        what: CreateWhat,
+    },
+    /// Return guest agent info about the OS of a virtual machine instance.
+    Guestosinfo {
+        #[arg(value_name = "VMI")]
+        name: String,
+    },
+    /// Print the client and server version information.
+    Version {
+        /// Only the client version.
+        #[arg(long)]
+        client: bool,
+    },
+    /// Make `kubectl virt` work: link kubectl-virt to this binary in a directory on PATH.
+    #[command(name = "install-plugin")]
+    InstallPlugin {
+        /// Where to put the link (default: this binary's directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
-fn dry_run(on: bool) -> serde_json::Value {
-    if on { json!(["All"]) } else { json!([]) }
+#[derive(Subcommand, Debug)]
+enum CreateWhat {
+    /// Create a VirtualMachine manifest (printed as YAML).
+    Vm(CreateVm),
 }
 
-/// The verb, its request body and the wording of its failure, or a usage error.
-fn plan(cmd: &Command) -> Result<(&'static str, &str, serde_json::Value, &'static str), String> {
-    let force_pair = |force: bool, grace: Option<i64>| {
-        if force != grace.is_some() {
-            Err("Must both use --force=true and set --grace-period.".to_string())
-        } else {
-            Ok(())
+#[derive(Args, Debug)]
+struct CreateVm {
+    /// Name of the VM (default: vm-<random>).
+    #[arg(long)]
+    name: Option<String>,
+    /// The RunStrategy of the VM.
+    #[arg(long, default_value = "Always")]
+    run_strategy: String,
+    /// The termination grace period of the VM.
+    #[arg(long, default_value_t = 180)]
+    termination_grace_period: i64,
+    /// The memory of the VM (default 512Mi without an instancetype).
+    #[arg(long)]
+    memory: Option<String>,
+    /// The instancetype of the VM: [kind/]name.
+    #[arg(long)]
+    instancetype: Option<String>,
+    /// Infer the instancetype from the first boot disk.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    infer_instancetype: Option<bool>,
+    /// The preference of the VM: [kind/]name.
+    #[arg(long)]
+    preference: Option<String>,
+    /// Infer the preference from the first boot disk.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    infer_preference: Option<bool>,
+    /// A containerdisk (repeatable): src:IMAGE[,name:NAME][,bootorder:N].
+    #[arg(long)]
+    volume_containerdisk: Vec<String>,
+    /// A PVC (repeatable): src:CLAIM[,name:NAME][,bootorder:N].
+    #[arg(long)]
+    volume_pvc: Vec<String>,
+    /// The cloud-init data source type: nocloud, configdrive or none.
+    #[arg(long)]
+    cloud_init: Option<String>,
+    /// Base64-encoded cloud-init user data.
+    #[arg(long)]
+    cloud_init_user_data: Option<String>,
+    /// Base64-encoded cloud-init network data.
+    #[arg(long)]
+    cloud_init_network_data: Option<String>,
+    /// The user in the generated cloud-init user data.
+    #[arg(long)]
+    user: Option<String>,
+    /// SSH authorized keys in the generated cloud-init user data (repeatable, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    ssh_key: Vec<String>,
+}
+
+impl Cli {
+    fn kube(&self) -> KubeOptions {
+        KubeOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespace: self.namespace.clone(),
         }
-    };
-    Ok(match cmd {
-        Command::Start {
-            name,
-            paused,
-            dry_run: d,
-        } => (
-            "start",
-            name.as_str(),
-            json!({"paused": paused, "dryRun": dry_run(*d)}),
-            "Error starting VirtualMachine",
-        ),
-        Command::Stop {
-            name,
-            force,
-            grace_period,
-            dry_run: d,
-        } => {
-            force_pair(*force, *grace_period)?;
-            let mut body = json!({"dryRun": dry_run(*d)});
-            if let Some(g) = grace_period {
-                body["gracePeriod"] = json!(g);
-            }
-            let what = if *force {
-                "error force stopping VirtualMachine:"
-            } else {
-                "error stopping VirtualMachine"
-            };
-            ("stop", name.as_str(), body, what)
-        }
-        Command::Restart {
-            name,
-            force,
-            grace_period,
-            dry_run: d,
-        } => {
-            force_pair(*force, *grace_period)?;
-            let mut body = json!({"dryRun": dry_run(*d)});
-            if let Some(g) = grace_period {
-                body["gracePeriodSeconds"] = json!(g);
-            }
-            let what = if *force {
-                "error force restarting VirtualMachine:"
-            } else {
-                "error restarting VirtualMachine"
-            };
-            ("restart", name.as_str(), body, what)
-        }
-        Command::Version => return Err(String::new()),
-    })
-}
-
-async fn client(cli: &Cli) -> anyhow::Result<(kube::Client, String)> {
-    let config = match cli.kubeconfig.as_ref() {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("read {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    let namespace = cli
-        .namespace
-        .clone()
-        .unwrap_or_else(|| config.default_namespace.clone());
-    Ok((kube::Client::try_from(config)?, namespace))
-}
-
-/// The message of a Kubernetes Status body, or the body itself.
-fn status_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Version = cli.command {
-        println!(
-            "Client Version: {}",
-            concat!("v", env!("CARGO_PKG_VERSION"))
-        );
-        return Ok(());
     }
-    let (verb, name, body, failure) = plan(&cli.command).map_err(|e| anyhow::anyhow!(e))?;
-    let (client, namespace) = client(&cli).await?;
-    let uri = format!(
-        "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{verb}"
-    );
-    let request = http::Request::put(uri)
+}
+
+async fn put(cluster: &Cluster, req: &lifecycle::Request) -> anyhow::Result<()> {
+    let request = http::Request::put(req.path.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&body)?)?;
-    let response = client
+        .body(serde_json::to_vec(&req.body)?)?;
+    let response = cluster
+        .client
         .send(request.map(Into::into))
         .await
-        .map_err(|e| anyhow::anyhow!("{failure} {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{} {e}", req.failure))?;
     let status = response.status();
-    let bytes = read_body(response).await?;
+    let bytes = response.into_body().collect_bytes().await?;
     if !status.is_success() {
-        anyhow::bail!("{failure} {}", status_message(&bytes));
+        anyhow::bail!("{} {}", req.failure, status_message(&bytes));
     }
-    println!("VM {name} was scheduled to {verb}");
+    println!("{}", req.success);
     Ok(())
 }
 
-async fn read_body(response: http::Response<kube::client::Body>) -> anyhow::Result<Vec<u8>> {
-    use kube::client::Body;
-    let body: Body = response.into_body();
-    Ok(body.collect_bytes().await?.to_vec())
+fn vm_resource() -> ApiResource {
+    ApiResource {
+        group: "kubevirt.io".into(),
+        version: "v1".into(),
+        api_version: "kubevirt.io/v1".into(),
+        kind: "VirtualMachine".into(),
+        plural: "virtualmachines".into(),
+    }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+fn kubevirt_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        kind: kind.into(),
+        plural: plural.into(),
+        ..vm_resource()
+    }
+}
+
+async fn pause(
+    cluster: &Cluster,
+    kind: &str,
+    name: &str,
+    on: bool,
+    dry: bool,
+) -> anyhow::Result<()> {
+    let kind = lifecycle::pause_kind(kind)?;
+    if dry {
+        println!("Dry Run execution");
+    }
+    let req = lifecycle::pause(&cluster.namespace, name, on, dry);
+    if kind == Kind::Vm {
+        // The instance of a VM has its name; the VM is read first for upstream's messages.
+        let vms: Api<DynamicObject> =
+            Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &vm_resource());
+        let vm = vms
+            .get(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("Error getting VirtualMachine {name}: {e}"))?;
+        if on {
+            let request = http::Request::put(req.path.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&req.body)?)?;
+            let response = cluster.client.send(request.map(Into::into)).await?;
+            let status = response.status();
+            let bytes = response.into_body().collect_bytes().await?;
+            if status == http::StatusCode::NOT_FOUND {
+                let halted = vm.data["spec"]["runStrategy"].as_str() == Some("Halted")
+                    || vm.data["spec"]["running"].as_bool() == Some(false);
+                if halted {
+                    anyhow::bail!(
+                        "Error pausing VirtualMachineInstance {name}. VirtualMachine {name} is not set to run"
+                    );
+                }
+                anyhow::bail!("Error pausing VirtualMachineInstance {name}, it was not found");
+            }
+            if !status.is_success() {
+                anyhow::bail!("{} {}", req.failure, status_message(&bytes));
+            }
+            println!("{}", req.success);
+            return Ok(());
+        }
+    }
+    put(cluster, &req).await
+}
+
+fn proxy_context(cli: &Cli) -> anyhow::Result<ssh::ProxyContext> {
+    let exe = std::env::current_exe().context("locating this binary for the ssh ProxyCommand")?;
+    let abs = |p: &PathBuf| -> String {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(ssh::ProxyContext {
+        program: exe.to_string_lossy().into_owned(),
+        kubeconfig: cli.kubeconfig.as_ref().map(abs),
+        context: cli.context.clone(),
+    })
+}
+
+fn ssh_options(f: &SshFlags) -> ssh::Options {
+    ssh::Options {
+        username: f.username.clone(),
+        identity_file: f.identity_file.clone(),
+        known_hosts: f.known_hosts.clone(),
+        port: f.port,
+        local_ssh_opts: f
+            .local_ssh_opts
+            .iter()
+            .flat_map(|o| o.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect(),
+    }
+}
+
+/// The namespace for verbs that do not need a connection (ssh/scp build a command line).
+fn namespace_without_connecting(cli: &Cli) -> String {
+    if let Some(ns) = &cli.namespace {
+        return ns.clone();
+    }
+    let kc = match &cli.kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    kc.and_then(|kc| {
+        let ctx = cli.context.clone().or(kc.current_context.clone())?;
+        kc.contexts
+            .iter()
+            .find(|c| c.name == ctx)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.namespace.clone())
+    })
+    .unwrap_or_else(|| "default".into())
+}
+
+fn random_suffix() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 5];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    b.iter()
+        .map(|x| ALPHABET[usize::from(*x) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn run_status(status: std::process::ExitStatus) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        anyhow::bail!("{status}")
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Version { client } => {
+            println!(
+                "Client Version: {}",
+                concat!("v", env!("CARGO_PKG_VERSION"))
+            );
+            if !client {
+                let cluster = virtctl::stream::cluster(&cli.kube()).await?;
+                let request = http::Request::get("/apis/subresources.kubevirt.io/v1/version")
+                    .body(Vec::new())?;
+                let v: serde_json::Value = cluster
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("could not get the server version: {e}"))?;
+                println!(
+                    "Server Version: {}",
+                    v["gitVersion"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                );
+            }
+            return Ok(());
+        }
+        Command::InstallPlugin { dir } => {
+            let exe = std::env::current_exe()?;
+            let dir = match dir {
+                Some(d) => d.clone(),
+                None => exe
+                    .parent()
+                    .map(PathBuf::from)
+                    .context("this binary has no directory")?,
+            };
+            let link = virtctl::install_plugin(&exe, &dir)?;
+            println!("{} -> {}", link.display(), exe.display());
+            println!(
+                "kubectl finds it when {} is on PATH: kubectl virt --help",
+                dir.display()
+            );
+            return Ok(());
+        }
+        Command::Ssh {
+            destination,
+            flags,
+            command,
+        } => {
+            let args = ssh::ssh_args(
+                &proxy_context(&cli)?,
+                destination,
+                &namespace_without_connecting(&cli),
+                &ssh_options(flags),
+                command.as_deref(),
+            )?;
+            tracing::debug!(?args, "running ssh");
+            return run_status(std::process::Command::new("ssh").args(&args).status()?);
+        }
+        Command::Scp {
+            source,
+            destination,
+            flags,
+            recursive,
+            preserve,
+        } => {
+            let args = ssh::scp_args(
+                &proxy_context(&cli)?,
+                source,
+                destination,
+                &namespace_without_connecting(&cli),
+                &ssh_options(flags),
+                *recursive,
+                *preserve,
+            )?;
+            tracing::debug!(?args, "running scp");
+            return run_status(std::process::Command::new("scp").args(&args).status()?);
+        }
+        Command::Create {
+            what: CreateWhat::Vm(c),
+        } => {
+            let o = createvm::Options {
+                name: c
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("vm-{}", random_suffix())),
+                namespace: cli.namespace.clone(),
+                run_strategy: c.run_strategy.clone(),
+                termination_grace_period: c.termination_grace_period,
+                memory: c.memory.clone(),
+                instancetype: c.instancetype.clone(),
+                preference: c.preference.clone(),
+                infer_instancetype: c.infer_instancetype,
+                infer_preference: c.infer_preference,
+                containerdisks: c.volume_containerdisk.clone(),
+                pvcs: c.volume_pvc.clone(),
+                cloud_init: c.cloud_init.clone(),
+                cloud_init_user_data: c.cloud_init_user_data.clone(),
+                cloud_init_network_data: c.cloud_init_network_data.clone(),
+                user: c.user.clone(),
+                ssh_keys: c.ssh_key.clone(),
+            };
+            print!("{}", createvm::yaml(&o)?);
+            return Ok(());
+        }
+        _ => {}
+    }
+    // Validate arguments before connecting, so usage errors do not wait on the network.
+    let plan = match &cli.command {
+        Command::Start { name, paused, dry } => {
+            Some(lifecycle::start("", name, *paused, dry.dry_run))
+        }
+        Command::Stop { name, force, dry } => Some(lifecycle::stop(
+            "",
+            name,
+            force.force,
+            force.grace_period,
+            dry.dry_run,
+        )?),
+        Command::Restart { name, force, dry } => Some(lifecycle::restart(
+            "",
+            name,
+            force.force,
+            force.grace_period,
+            dry.dry_run,
+        )?),
+        _ => None,
+    };
+    let port_forward = match &cli.command {
+        Command::PortForward {
+            target,
+            ports,
+            stdio,
+            ..
+        } => {
+            let target = Target::parse(target)?;
+            let ports = ports
+                .iter()
+                .map(|p| ForwardedPort::parse(p))
+                .collect::<Result<Vec<_>, Error>>()?;
+            if *stdio && ports.len() != 1 {
+                anyhow::bail!("only one port supported when forwarding to stdout");
+            }
+            Some((target, ports))
+        }
+        _ => None,
+    };
+    let cluster = virtctl::stream::cluster(&cli.kube())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot obtain KubeVirt client: {e}"))?;
+    let ns = cluster.namespace.clone();
+    match &cli.command {
+        Command::Start { name, paused, dry } => {
+            put(&cluster, &lifecycle::start(&ns, name, *paused, dry.dry_run)).await
+        }
+        Command::Stop { name, force, dry } => {
+            let _ = plan;
+            put(
+                &cluster,
+                &lifecycle::stop(&ns, name, force.force, force.grace_period, dry.dry_run)?,
+            )
+            .await
+        }
+        Command::Restart { name, force, dry } => {
+            put(
+                &cluster,
+                &lifecycle::restart(&ns, name, force.force, force.grace_period, dry.dry_run)?,
+            )
+            .await
+        }
+        Command::Pause { kind, name, dry } => pause(&cluster, kind, name, true, dry.dry_run).await,
+        Command::Unpause { kind, name, dry } => {
+            pause(&cluster, kind, name, false, dry.dry_run).await
+        }
+        Command::Console { name, timeout } => {
+            virtctl::console::console(&cluster, name, Duration::from_secs(timeout * 60)).await?;
+            Ok(())
+        }
+        Command::Vnc {
+            name,
+            address,
+            port,
+            proxy_only,
+            preserve_session,
+            vnc_type,
+            vnc_path,
+        } => {
+            let o = virtctl::vnc::Options {
+                address: address.clone(),
+                port: *port,
+                proxy_only: *proxy_only,
+                preserve_session: *preserve_session,
+                vnc_type: vnc_type.clone(),
+                vnc_path: vnc_path.clone(),
+            };
+            virtctl::vnc::vnc(&cluster, name, &o).await?;
+            Ok(())
+        }
+        Command::PortForward { stdio, address, .. } => {
+            let Some((target, ports)) = port_forward else {
+                anyhow::bail!("port-forward: no target");
+            };
+            if *stdio {
+                virtctl::portforward::stdio(&cluster, &target, &ports[0]).await?;
+            } else {
+                virtctl::portforward::listen(&cluster, &target, &ports, address).await?;
+            }
+            Ok(())
+        }
+        Command::Expose {
+            kind,
+            name,
+            service_name,
+            port,
+            target_port,
+            protocol,
+            service_type,
+            port_name,
+            cluster_ip,
+            external_ip,
+        } => {
+            let k = expose::Kind::parse(kind)?;
+            let o = expose::Options {
+                name: service_name.clone(),
+                port: *port,
+                target_port: target_port.clone(),
+                protocol: protocol.clone(),
+                service_type: service_type.clone(),
+                port_name: port_name.clone(),
+                cluster_ip: cluster_ip.clone(),
+                external_ip: external_ip.clone(),
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                cluster.client.clone(),
+                &ns,
+                &kubevirt_resource(k.kind(), k.resource()),
+            );
+            let obj = api
+                .get(name)
+                .await
+                .map_err(|e| anyhow::anyhow!("error fetching {}: {e}", k.kind()))?;
+            let svc = expose::service(&o, k, &serde_json::to_value(&obj)?, &ns)?;
+            let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(svc)?;
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(cluster.client.clone(), &ns);
+            services
+                .create(&PostParams::default(), &svc)
+                .await
+                .map_err(|e| anyhow::anyhow!("service creation failed: {e}"))?;
+            println!("Service {service_name} successfully created for {kind} {name}");
+            Ok(())
+        }
+        Command::Guestosinfo { name } => {
+            let path = virtctl::target::subresource_path(Kind::Vmi, &ns, name, "guestosinfo");
+            let response = cluster
+                .client
+                .send(http::Request::get(path).body(kube::client::Body::empty())?)
+                .await?;
+            let status = response.status();
+            let bytes = response.into_body().collect_bytes().await?;
+            if !status.is_success() {
+                anyhow::bail!("{}", status_message(&bytes));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Command::Version { .. }
+        | Command::InstallPlugin { .. }
+        | Command::Ssh { .. }
+        | Command::Scp { .. }
+        | Command::Create { .. } => Ok(()),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIRTCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let name = virtctl::program_name(&argv0);
+    let matches = Cli::command().name(name).bin_name(name).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Stdin readers sit in blocking threads the runtime would wait for; the work is done.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,153 @@
+//! The VM lifecycle verbs as request values (pure): which subresource, which body, and the
+//! wording upstream uses when it fails.
+
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::target::{Kind, subresource_path};
+
+/// One PUT to a subresource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub path: String,
+    pub body: Value,
+    /// Prefix of the error message when the request fails.
+    pub failure: String,
+    /// Printed when it succeeds.
+    pub success: String,
+}
+
+/// upstream's `dryRun` option list.
+fn dry_run(on: bool) -> Value {
+    if on { json!(["All"]) } else { json!([]) }
+}
+
+/// `--force` and `--grace-period` only make sense together.
+fn force_pair(force: bool, grace: Option<i64>) -> Result<(), Error> {
+    if force != grace.is_some() {
+        return Err(Error::Usage(
+            "Must both use --force=true and set --grace-period.".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn start(namespace: &str, name: &str, paused: bool, dry: bool) -> Request {
+    Request {
+        path: subresource_path(Kind::Vm, namespace, name, "start"),
+        body: json!({"paused": paused, "dryRun": dry_run(dry)}),
+        failure: "Error starting VirtualMachine".into(),
+        success: format!("VM {name} was scheduled to start"),
+    }
+}
+
+pub fn stop(
+    namespace: &str,
+    name: &str,
+    force: bool,
+    grace: Option<i64>,
+    dry: bool,
+) -> Result<Request, Error> {
+    force_pair(force, grace)?;
+    let mut body = json!({"dryRun": dry_run(dry)});
+    if let Some(g) = grace {
+        body["gracePeriod"] = json!(g);
+    }
+    Ok(Request {
+        path: subresource_path(Kind::Vm, namespace, name, "stop"),
+        body,
+        failure: if force {
+            "error force stopping VirtualMachine:".into()
+        } else {
+            "error stopping VirtualMachine".into()
+        },
+        success: format!("VM {name} was scheduled to stop"),
+    })
+}
+
+pub fn restart(
+    namespace: &str,
+    name: &str,
+    force: bool,
+    grace: Option<i64>,
+    dry: bool,
+) -> Result<Request, Error> {
+    force_pair(force, grace)?;
+    let mut body = json!({"dryRun": dry_run(dry)});
+    if let Some(g) = grace {
+        body["gracePeriodSeconds"] = json!(g);
+    }
+    Ok(Request {
+        path: subresource_path(Kind::Vm, namespace, name, "restart"),
+        body,
+        failure: if force {
+            "error force restarting VirtualMachine:".into()
+        } else {
+            "error restarting VirtualMachine".into()
+        },
+        success: format!("VM {name} was scheduled to restart"),
+    })
+}
+
+/// `pause vm|vmi NAME` / `unpause vm|vmi NAME`: both act on the instance (a VM's instance has
+/// the VM's name); `pause` is true for pause.
+pub fn pause(namespace: &str, name: &str, pause: bool, dry: bool) -> Request {
+    let (verb, gerund) = if pause {
+        ("pause", "pausing")
+    } else {
+        ("unpause", "unpausing")
+    };
+    let body = if dry {
+        json!({"dryRun": ["All"]})
+    } else {
+        json!({})
+    };
+    Request {
+        path: subresource_path(Kind::Vmi, namespace, name, verb),
+        body,
+        failure: format!("Error {gerund} VirtualMachineInstance {name}:"),
+        success: format!("VMI {name} was scheduled to {verb}"),
+    }
+}
+
+/// The first argument of pause/unpause.
+pub fn pause_kind(arg: &str) -> Result<Kind, Error> {
+    Kind::parse(arg).map_err(|_| {
+        Error::Usage(format!(
+            "unsupported resource type '{arg}': use vm or vmi (virtualmachine, virtualmachineinstance)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies() {
+        let r = start("ns", "v", true, false);
+        assert_eq!(
+            r.path,
+            "/apis/subresources.kubevirt.io/v1/namespaces/ns/virtualmachines/v/start"
+        );
+        assert_eq!(r.body, json!({"paused": true, "dryRun": []}));
+        let r = stop("ns", "v", true, Some(0), true).expect("valid");
+        assert_eq!(r.body, json!({"gracePeriod": 0, "dryRun": ["All"]}));
+        assert!(stop("ns", "v", true, None, false).is_err());
+        assert!(restart("ns", "v", false, Some(3), false).is_err());
+        let r = restart("ns", "v", true, Some(0), false).expect("valid");
+        assert_eq!(r.body, json!({"gracePeriodSeconds": 0, "dryRun": []}));
+        let r = pause("ns", "v", true, false);
+        assert_eq!(
+            r.path,
+            "/apis/subresources.kubevirt.io/v1/namespaces/ns/virtualmachineinstances/v/pause"
+        );
+        assert_eq!(r.body, json!({}));
+        assert_eq!(r.success, "VMI v was scheduled to pause");
+        let r = pause("ns", "v", false, true);
+        assert!(r.path.ends_with("/v/unpause"));
+        assert_eq!(r.body, json!({"dryRun": ["All"]}));
+        assert!(pause_kind("VMI").is_ok());
+        assert!(pause_kind("pod").is_err());
+    }
+}
