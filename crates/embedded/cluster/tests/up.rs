@@ -372,6 +372,29 @@ fn up_status_restart_down_up() {
     // Objects made now survive down + up.
     c.ok(&["apply", "-f", vm.to_str().expect("path")]);
     c.ok(&["create", "configmap", "keep", "--from-literal=a=b"]);
+    // A VM that always runs (its image cannot be pulled: the test needs no registry, and its
+    // instance never gets a guest): virt-controller makes its VMI now and again after `up`.
+    let always = c.dir.join("always.yaml");
+    std::fs::write(
+        &always,
+        include_str!("data/testvm.yaml")
+            .replace("name: testvm", "name: always")
+            .replace("  running: false\n", "  runStrategy: Always\n")
+            .replace(
+                "quay.io/kubevirt/cirros-container-disk-demo",
+                "127.0.0.1:1/kubevirt-rs/none",
+            ),
+    )
+    .expect("write");
+    c.ok(&["apply", "-f", always.to_str().expect("path")]);
+    let vmi_uid = || {
+        c.kubectl(&["get", "vmi", "always", "-o", "jsonpath={.metadata.uid}"])
+            .stdout
+    };
+    wait_for("the VMI of VM always", Duration::from_secs(60), || {
+        !vmi_uid().is_empty()
+    });
+    let first_uid = vmi_uid();
 
     eprintln!("[{:?}] restarted, objects made", t0.elapsed());
     let d = c.run(&["down"]);
@@ -397,6 +420,12 @@ fn up_status_restart_down_up() {
     assert!(o.status.success(), "{}", text(&o));
     eprintln!("[{:?}] up again", t0.elapsed());
     c.ok(&["get", "vm", "testvm"]);
+    // Per their runStrategy: `always` has a new instance, `testvm` (Halted) none.
+    wait_for("a new VMI of VM always", Duration::from_secs(60), || {
+        let uid = vmi_uid();
+        !uid.is_empty() && uid != first_uid
+    });
+    assert!(!c.kubectl(&["get", "vmi", "testvm"]).status.success());
     assert_eq!(
         c.ok(&["get", "configmap", "keep", "-o", "jsonpath={.data.a}"]),
         "b"
