@@ -238,12 +238,22 @@ impl Libvirt {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 let uri = format!("qemu+unix:///system?socket={}", socket.display());
-                let conn = match Connect::open(Some(&uri)) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(call(format!("open {uri}"))(e));
+                // libvirtd creates its socket before it listens on it: under load (many daemons
+                // starting at once) the first connect can be refused. Retry until the deadline.
+                let conn = loop {
+                    match Connect::open(Some(&uri)) {
+                        Ok(c) => break c,
+                        Err(_)
+                            if Instant::now() < deadline
+                                && matches!(child.try_wait(), Ok(None)) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(e) => {
+                            let _ = child.kill();
+                            let _ = child.wait();
+                            return Err(call(format!("open {uri}"))(e));
+                        }
                     }
                 };
                 (conn, Some(child))
