@@ -383,23 +383,31 @@ pub async fn down(args: DownArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Writes to stdout, ignoring a closed pipe (`virt-cluster status | head`).
+fn out(text: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
 pub async fn status(args: DataDirArg) -> anyhow::Result<i32> {
     let Some(cfg) = load_config(&args.data_dir) else {
-        println!("no cluster in {}", args.data_dir.display());
+        out(&format!("no cluster in {}\n", args.data_dir.display()));
         return Ok(EXIT_NOT_RUNNING);
     };
     let run = cfg.run_dir();
     let st = state::read_state(&run).unwrap_or_default();
     let sup = supervisor_pid(&run);
-    match sup {
-        Some(pid) => println!(
-            "cluster {}: running (supervisor pid {pid}, {}), API server https://{}",
+    let mut text = match sup {
+        Some(pid) => format!(
+            "cluster {}: running (supervisor pid {pid}, {}), API server https://{}\n",
             cfg.data_dir.display(),
             st.phase,
             cfg.listen
         ),
-        None => println!("cluster {}: not running", cfg.data_dir.display()),
-    }
+        None => format!("cluster {}: not running\n", cfg.data_dir.display()),
+    };
     let rows: Vec<(state::ProcessState, bool)> = plan::plan(&cfg)
         .iter()
         .map(|c| {
@@ -419,26 +427,27 @@ pub async fn status(args: DataDirArg) -> anyhow::Result<i32> {
             (p, live.is_some())
         })
         .collect();
-    print!("\n{}", state::render_processes(&rows));
+    text.push('\n');
+    text.push_str(&state::render_processes(&rows));
     if sup.is_none() {
+        out(&text);
         return Ok(EXIT_NOT_RUNNING);
     }
     let client = kubeio::client(&cfg.admin_kubeconfig()).await?;
     match kubeio::node_facts(&client).await {
-        Ok(nodes) => {
-            println!("\nNODE  READY  SCHEDULABLE");
-            for n in nodes {
-                println!("{}  {}  {}", n.name, n.ready, n.schedulable);
-            }
-        }
-        Err(e) => println!("\nnodes: the API server does not answer: {e:#}"),
+        Ok(nodes) => text.push_str(&format!("\n{}", ready::render_nodes(&nodes))),
+        Err(e) => text.push_str(&format!("\nnodes: the API server does not answer: {e:#}\n")),
     }
     let vms = kubeio::count(&client, &kubeio::vm_resource()).await;
     let vmis = kubeio::count(&client, &kubeio::vmi_resource()).await;
     if let (Ok(vms), Ok(vmis)) = (vms, vmis) {
-        println!("\nVMs: {vms}, running instances (VMIs): {vmis}");
+        text.push_str(&format!("\nVMs: {vms}, instances (VMIs): {vmis}\n"));
     }
-    println!("\nexport KUBECONFIG={}", cfg.admin_kubeconfig().display());
+    text.push_str(&format!(
+        "\nexport KUBECONFIG={}\n",
+        cfg.admin_kubeconfig().display()
+    ));
+    out(&text);
     Ok(0)
 }
 

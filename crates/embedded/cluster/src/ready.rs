@@ -43,6 +43,20 @@ pub fn node_fact(node: &Value) -> NodeFact {
     }
 }
 
+/// The nodes as `status` shows them.
+pub fn render_nodes(nodes: &[NodeFact]) -> String {
+    let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("{:width$}  {:8}  SCHEDULABLE\n", "NODE", "STATUS");
+    for n in nodes {
+        let status = if n.ready { "Ready" } else { "NotReady" };
+        out.push_str(&format!(
+            "{:width$}  {status:8}  {}\n",
+            n.name, n.schedulable
+        ));
+    }
+    out
+}
+
 /// An APIService's Available condition.
 pub fn apiservice_available(obj: &Value) -> bool {
     obj.pointer("/status/conditions")
@@ -286,6 +300,26 @@ mod tests {
                        "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}});
         let f = node_fact(&n);
         assert!(!f.ready && !f.schedulable);
+    }
+
+    #[test]
+    fn node_table() {
+        let t = render_nodes(&[
+            NodeFact {
+                name: "node01".into(),
+                ready: true,
+                schedulable: true,
+            },
+            NodeFact {
+                name: "node02".into(),
+                ready: false,
+                schedulable: false,
+            },
+        ]);
+        assert_eq!(
+            t,
+            "NODE    STATUS    SCHEDULABLE\nnode01  Ready     true\nnode02  NotReady  false\n"
+        );
     }
 
     #[test]
