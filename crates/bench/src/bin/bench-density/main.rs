@@ -206,12 +206,14 @@ fn agents_memory(agents: &[(String, u32)]) -> Mem {
 }
 
 /// Memory of one VMI's pod: QEMU, and everything else.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct PodMem {
     qemu: Mem,
     launcher: Mem,
     other: Mem,
     qemu_found: bool,
+    /// Every process: command name and memory (for the breakdown of one pod).
+    processes: Vec<(String, Mem)>,
 }
 
 fn pod_memory(pod_uid: &str) -> PodMem {
@@ -220,6 +222,7 @@ fn pod_memory(pod_uid: &str) -> PodMem {
         let (Some(comm), Some(mem)) = (procs::comm(pid), procs::memory(pid)) else {
             continue;
         };
+        m.processes.push((comm.clone(), mem));
         if procs::is_qemu(&comm) {
             m.qemu = m.qemu + mem;
             m.qemu_found = true;
@@ -538,6 +541,14 @@ async fn bench(args: &RunArgs) -> anyhow::Result<i32> {
     }
     println!();
     println!("memory per VMI (MiB; RSS = VmRSS, PSS = smaps_rollup Pss)");
+    if let Some(first) = pod_mems.first() {
+        let parts: Vec<String> = first
+            .processes
+            .iter()
+            .map(|(c, m)| format!("{c} {:.1}/{:.1}", mib(m.rss_kib), mib(m.pss_kib)))
+            .collect();
+        println!("  one pod's processes (RSS/PSS MiB): {}", parts.join(", "));
+    }
     line(
         "ours: launcher (embedded libvirt) RSS",
         summarize(&launcher_rss),
