@@ -1,0 +1,784 @@
+//! virtctl against the embedded API server with a test backend registered as the aggregated
+//! `subresources.kubevirt.io/v1` API (an APIService naming a Service whose Endpoints point at
+//! it), as virt-api is in a cluster. The backend speaks upstream's wire contract: websockets
+//! with the `plain.kubevirt.io` subprotocol at `.../virtualmachineinstances/{name}/console|vnc|
+//! portforward/{port}/{proto}`, the pause/unpause PUTs and the guestosinfo GET. It records
+//! what it saw, so the tests check paths, subprotocols and bytes both ways.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use futures_util::{SinkExt as _, StreamExt as _};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+const GROUP: &str = "subresources.kubevirt.io";
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+/// One websocket the backend accepted.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    path: String,
+    query: String,
+    protocol: String,
+    received: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Backend {
+    streams: Mutex<Vec<Seen>>,
+    puts: Mutex<Vec<(String, Value)>>,
+}
+
+type Shared = Arc<Backend>;
+
+async fn discovery() -> Response {
+    axum::Json(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1"),
+        "resources": [
+            {"name": "virtualmachineinstances/console", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+            {"name": "virtualmachineinstances/vnc", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+            {"name": "virtualmachineinstances/portforward", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+            {"name": "virtualmachineinstances/pause", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["update"]},
+            {"name": "virtualmachineinstances/unpause", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["update"]},
+            {"name": "virtualmachineinstances/guestosinfo", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+        ]}))
+    .into_response()
+}
+
+/// Upgrades `req` and runs `session` on the websocket; what the client sends is recorded.
+fn upgrade<F, Fut>(shared: Shared, mut req: Request, session: F) -> Response
+where
+    F: FnOnce(
+            usize,
+            tokio_tungstenite::WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+            Shared,
+        ) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return (StatusCode::BAD_REQUEST, "not a websocket").into_response();
+    };
+    let protocol = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|p| p.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let index = {
+        let mut s = shared.streams.lock().expect("lock");
+        s.push(Seen {
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or_default().to_string(),
+            protocol: protocol.clone(),
+            received: Vec::new(),
+        });
+        s.len() - 1
+    };
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on.await else { return };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        session(index, ws, shared).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header("sec-websocket-protocol", "plain.kubevirt.io")
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+        )
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+fn record(shared: &Shared, index: usize, bytes: &[u8]) {
+    if let Some(s) = shared.streams.lock().expect("lock").get_mut(index) {
+        s.received.extend_from_slice(bytes);
+    }
+}
+
+/// Console: greets with the connection's number, echoes input as `echo:<bytes>`, and drops
+/// the connection (as a VM restart would) when it receives `drop`.
+async fn console(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    Path((_ns, _name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    upgrade(shared, req, |index, mut ws, shared| async move {
+        let n = shared.streams.lock().expect("lock").len();
+        let _ = ws
+            .send(Message::binary(
+                format!("hello from console {n}\r\n").into_bytes(),
+            ))
+            .await;
+        while let Some(Ok(m)) = ws.next().await {
+            let Message::Binary(b) = m else { continue };
+            record(&shared, index, &b);
+            if b.as_ref() == b"drop" {
+                let _ = ws.close(None).await;
+                return;
+            }
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&b);
+            let _ = ws.send(Message::binary(reply)).await;
+        }
+    })
+}
+
+/// VNC and port-forward: a greeting naming what was asked for, then an echo.
+async fn echo_stream(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    req: Request,
+) -> Response {
+    let greeting = format!(
+        "connected {}\n",
+        req.uri()
+            .path()
+            .rsplit("/namespaces/")
+            .next()
+            .unwrap_or_default()
+    );
+    upgrade(shared, req, move |index, mut ws, shared| async move {
+        let _ = ws.send(Message::binary(greeting.into_bytes())).await;
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => {
+                    record(&shared, index, &b);
+                    if ws.send(Message::binary(b)).await.is_err() {
+                        return;
+                    }
+                }
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    })
+}
+
+async fn vmi_put(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    Path((ns, name, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if name == "missing" {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": format!("virtualmachineinstance.kubevirt.io \"{name}\" not found")})),
+        )
+            .into_response();
+    }
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared
+        .puts
+        .lock()
+        .expect("lock")
+        .push((format!("{ns}/{name}/{action}"), v));
+    StatusCode::OK.into_response()
+}
+
+async fn guestosinfo(Path((_ns, name)): Path<(String, String)>) -> Response {
+    axum::Json(json!({"guestAgentVersion": "5.2.0", "hostname": name,
+        "os": {"name": "Debian GNU/Linux", "id": "debian", "version": "12"}}))
+    .into_response()
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    client: kube::Client,
+    backend: Shared,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: if group.is_empty() {
+            version.into()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+async fn create(client: &kube::Client, ar: &ApiResource, ns: Option<&str>, v: Value) {
+    let obj: DynamicObject = serde_json::from_value(v).expect("object");
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    };
+    let mut last = String::new();
+    for _ in 0..50 {
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => return,
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("create {}: {last}", ar.kind);
+}
+
+impl Env {
+    async fn start() -> Env {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = kubevirt_embedded_apiserver::server::Config::new(
+            tmp.path(),
+            "127.0.0.1:0".parse().expect("addr"),
+        );
+        let apiserver = kubevirt_embedded_apiserver::server::start(cfg)
+            .await
+            .expect("apiserver");
+        let kc = kube::config::Kubeconfig::read_from(&apiserver.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(config).expect("client");
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        for crd in kubevirt_api::crd::all() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .expect("CRD");
+        }
+
+        let backend: Shared = Arc::default();
+        let base = format!("/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachineinstances/{{name}}");
+        let router = Router::new()
+            .route(&format!("/apis/{GROUP}/v1"), get(discovery))
+            .route(&format!("{base}/console"), get(console))
+            .route(&format!("{base}/vnc"), get(echo_stream))
+            .route(
+                &format!("{base}/portforward/{{port}}/{{proto}}"),
+                get(echo_stream),
+            )
+            .route(
+                &format!("/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachines/{{name}}/portforward/{{port}}/{{proto}}"),
+                get(echo_stream),
+            )
+            .route(&format!("{base}/guestosinfo"), get(guestosinfo))
+            .route(
+                &format!(
+                    "/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachineinstances/{{name}}/{{action}}"
+                ),
+                put(vmi_put),
+            )
+            .with_state(backend.clone());
+        let pki = kubevirt_https::SelfSigned::generate("test-ca", &["virt-api.kubevirt.svc"])
+            .expect("pki");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let serving = kubevirt_https::serve(listener, pki.server_config().expect("tls"), router);
+
+        let core = resource("", "v1", "Namespace", "namespaces");
+        create(
+            &client,
+            &core,
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kubevirt"}}),
+        )
+        .await;
+        create(
+            &client,
+            &resource("", "v1", "Service", "services"),
+            Some("kubevirt"),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "virt-api", "namespace": "kubevirt"},
+                "spec": {"ports": [{"name": "https", "port": 443, "targetPort": "https"}]}}),
+        )
+        .await;
+        create(
+            &client,
+            &resource("", "v1", "Endpoints", "endpoints"),
+            Some("kubevirt"),
+            json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "virt-api", "namespace": "kubevirt"},
+                "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port}]}]}),
+        )
+        .await;
+        use base64::Engine as _;
+        create(
+            &client,
+            &resource("apiregistration.k8s.io", "v1", "APIService", "apiservices"),
+            None,
+            json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": format!("v1.{GROUP}")},
+                "spec": {"group": GROUP, "version": "v1", "groupPriorityMinimum": 1000, "versionPriority": 15,
+                         "service": {"namespace": "kubevirt", "name": "virt-api"},
+                         "caBundle": base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem)}}),
+        )
+        .await;
+        Env {
+            kubeconfig: apiserver.kubeconfig.clone(),
+            _tmp: tmp,
+            client,
+            backend,
+            tasks: vec![apiserver.task, serving],
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_virtctl"));
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .kill_on_drop(true);
+        c
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.command(args).output().await.expect("virtctl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    }
+
+    fn streams(&self) -> Vec<Seen> {
+        self.backend.streams.lock().expect("lock").clone()
+    }
+}
+
+/// Collects a child's output as it comes.
+fn collect(mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let b = buf.clone();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            b.lock().expect("lock").extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+async fn wait_for(what: &str, buf: &Arc<Mutex<Vec<u8>>>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = String::from_utf8_lossy(&buf.lock().expect("lock")).into_owned();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({needle:?}); have {text:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_bytes_both_ways_escape_and_reconnect() {
+    let env = Env::start().await;
+    let mut child = env
+        .command(&["console", "testvm", "--timeout", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = collect(child.stdout.take().expect("stdout"));
+    let err = collect(child.stderr.take().expect("stderr"));
+    wait_for("greeting", &out, "hello from console 1").await;
+    wait_for(
+        "banner",
+        &err,
+        "Successfully connected to testvm console. Press Ctrl+] or Ctrl+5 to exit console.",
+    )
+    .await;
+    stdin.write_all(b"ls\r").await.expect("write");
+    wait_for("echo", &out, "echo:ls\r").await;
+
+    // The far side drops the stream (a VM restart): virtctl reconnects by itself.
+    stdin.write_all(b"drop").await.expect("write");
+    wait_for("second connection", &out, "hello from console 2").await;
+    wait_for("notice", &err, "You were disconnected from the console").await;
+    stdin.write_all(b"again").await.expect("write");
+    wait_for("echo after reconnect", &out, "echo:again").await;
+
+    // Ctrl+]: what precedes it is sent, then virtctl leaves with success.
+    stdin.write_all(b"bye\x1dnot sent").await.expect("write");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("virtctl left on Ctrl+]")
+        .expect("status");
+    assert!(status.success());
+    let streams = env.streams();
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    for s in &streams {
+        assert_eq!(
+            s.path,
+            "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachineinstances/testvm/console"
+        );
+        assert_eq!(s.protocol, "plain.kubevirt.io");
+    }
+    assert_eq!(streams[0].received, b"ls\rdrop");
+    assert_eq!(streams[1].received, b"againbye");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_proxy_only_and_port_forward() {
+    let env = Env::start().await;
+
+    // vnc --proxy-only: prints {"port":N}; a client on it talks to the VMI's VNC stream.
+    let mut child = env
+        .command(&[
+            "-n",
+            "ns1",
+            "vnc",
+            "testvm",
+            "--proxy-only",
+            "--preserve-session",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = collect(child.stdout.take().expect("stdout"));
+    wait_for("port", &out, "}").await;
+    let line = String::from_utf8_lossy(&out.lock().expect("lock")).into_owned();
+    let v: Value = serde_json::from_str(line.trim()).expect("JSON port");
+    let port = v["port"].as_u64().expect("port") as u16;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut buf = vec![0u8; 64];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert_eq!(
+        &buf[..n],
+        b"connected ns1/virtualmachineinstances/testvm/vnc\n"
+    );
+    tcp.write_all(b"RFB 003.008\n").await.expect("write");
+    let mut echo = vec![0u8; 12];
+    tcp.read_exact(&mut echo).await.expect("echo");
+    assert_eq!(echo, b"RFB 003.008\n");
+    drop(tcp);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    let vnc = env.streams().pop().expect("a vnc stream");
+    assert_eq!(
+        vnc.path,
+        "/apis/subresources.kubevirt.io/v1/namespaces/ns1/virtualmachineinstances/testvm/vnc"
+    );
+    assert_eq!(vnc.query, "preserveSession=true");
+    assert_eq!(vnc.protocol, "plain.kubevirt.io");
+
+    // port-forward --stdio (what ssh's ProxyCommand runs): stdin/stdout to the guest port.
+    let mut child = env
+        .command(&["port-forward", "--stdio=true", "vmi/testvm/ns2", "22"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let out = collect(child.stdout.take().expect("stdout"));
+    let greeting = "connected ns2/virtualmachineinstances/testvm/portforward/22/tcp\n";
+    wait_for("greeting", &out, greeting).await;
+    let big: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    stdin.write_all(&big).await.expect("write");
+    wait_until("echo of 200000 bytes", || {
+        out.lock().expect("lock").len() >= greeting.len() + big.len()
+    })
+    .await;
+    assert!(out.lock().expect("lock").ends_with(&big));
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("stdin EOF ends it")
+        .expect("status");
+    assert!(status.success());
+    let pf = env.streams().pop().expect("a portforward stream");
+    assert_eq!(
+        pf.path,
+        "/apis/subresources.kubevirt.io/v1/namespaces/ns2/virtualmachineinstances/testvm/portforward/22/tcp"
+    );
+    assert_eq!(pf.received.len(), big.len());
+
+    // port-forward on a local port: each TCP connection gets its own stream.
+    let mut child = env
+        .command(&["port-forward", "vm/testvm", "0:8080"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let err = collect(child.stderr.take().expect("stderr"));
+    wait_for("listening", &err, "-> 8080").await;
+    let text = String::from_utf8_lossy(&err.lock().expect("lock")).into_owned();
+    let addr = text
+        .split("Forwarding from ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("address")
+        .to_string();
+    for i in 0..2 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let mut buf = vec![0u8; 64];
+        let n = tcp.read(&mut buf).await.expect("read");
+        assert_eq!(
+            &buf[..n],
+            b"connected default/virtualmachines/testvm/portforward/8080/tcp\n",
+            "connection {i}"
+        );
+        tcp.write_all(b"GET /").await.expect("write");
+        let mut echo = [0u8; 5];
+        tcp.read_exact(&mut echo).await.expect("echo");
+        assert_eq!(&echo, b"GET /");
+    }
+    child.kill().await.expect("kill");
+    // vm/NAME goes to the VM's own portforward subresource, as upstream's does.
+    let last = env.streams().pop().expect("stream");
+    assert_eq!(
+        last.path,
+        "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/testvm/portforward/8080/tcp"
+    );
+    assert_eq!(last.received, b"GET /");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_unpause_guestosinfo_expose_create_and_plugin() {
+    let env = Env::start().await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/testvm.yaml"
+    ))
+    .expect("example");
+    let vm: Value = serde_saphyr::from_str(&text).expect("yaml");
+    create(
+        &env.client,
+        &resource("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
+        Some("default"),
+        vm,
+    )
+    .await;
+
+    let (ok, out, err) = env.run(&["pause", "vmi", "testvm"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "VMI testvm was scheduled to pause");
+    let (ok, out, err) = env.run(&["unpause", "vm", "testvm", "--dry-run"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "Dry Run execution\nVMI testvm was scheduled to unpause"
+    );
+    let (ok, _, err) = env.run(&["pause", "vm", "nosuchvm"]).await;
+    assert!(!ok);
+    assert!(
+        err.starts_with("Error getting VirtualMachine nosuchvm:"),
+        "{err}"
+    );
+    let (ok, _, err) = env.run(&["pause", "vmi", "missing"]).await;
+    assert!(!ok);
+    assert_eq!(
+        err,
+        "Error pausing VirtualMachineInstance missing: virtualmachineinstance.kubevirt.io \"missing\" not found"
+    );
+    assert_eq!(
+        env.backend.puts.lock().expect("lock").clone(),
+        vec![
+            ("default/testvm/pause".to_string(), json!({})),
+            (
+                "default/testvm/unpause".to_string(),
+                json!({"dryRun": ["All"]})
+            ),
+        ]
+    );
+
+    let (ok, out, err) = env.run(&["guestosinfo", "testvm"]).await;
+    assert!(ok, "{err}");
+    let info: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(info["os"]["id"], "debian");
+
+    // expose: a Service selecting the VM's launcher pod, owned by the VM.
+    let (ok, out, err) = env
+        .run(&[
+            "expose",
+            "vm",
+            "testvm",
+            "--name",
+            "testvm-ssh",
+            "--port",
+            "2222",
+            "--target-port",
+            "22",
+        ])
+        .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "Service testvm-ssh successfully created for vm testvm");
+    let svcs: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(env.client.clone(), "default");
+    let svc = svcs.get("testvm-ssh").await.expect("service");
+    let spec = svc.spec.expect("spec");
+    assert_eq!(
+        spec.selector
+            .expect("selector")
+            .get("vmi.kubevirt.io/id")
+            .map(String::as_str),
+        Some("testvm")
+    );
+    let ports = spec.ports.expect("ports");
+    assert_eq!(ports[0].port, 2222);
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        ports[0].target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(22))
+    );
+    let owner = &svc.metadata.owner_references.expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("VirtualMachine", "testvm")
+    );
+    let (ok, _, err) = env.run(&["expose", "vm", "testvm", "--name", "x"]).await;
+    assert!(!ok);
+    assert_eq!(err, "couldn't find port via --port flag or introspection");
+
+    // create vm: the manifest is accepted by the CRD schema (real kubectl applies it).
+    let user_data = "I2Nsb3VkLWNvbmZpZwpob3N0bmFtZTogbXl2bQo=";
+    let (ok, yaml, err) = env
+        .run(&[
+            "create",
+            "vm",
+            "--name",
+            "myvm",
+            "--instancetype",
+            "virtualmachineclusterinstancetype/u1.small",
+            "--preference",
+            "fedora",
+            "--volume-containerdisk",
+            "src:127.0.0.1:5000/kubevirt-rs/guest:latest,bootorder:1",
+            "--volume-pvc",
+            "src:data",
+            "--cloud-init-user-data",
+            user_data,
+        ])
+        .await;
+    assert!(ok, "{err}");
+    let manifest = env._tmp.path().join("myvm.yaml");
+    std::fs::write(&manifest, &yaml).expect("write");
+    let applied = std::process::Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(["apply", "-n", "default", "-f"])
+        .arg(&manifest)
+        .output()
+        .expect("kubectl");
+    assert!(
+        applied.status.success(),
+        "{}\n{yaml}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    let vms: Api<kubevirt_api::v1::VirtualMachine> = Api::namespaced(env.client.clone(), "default");
+    let got = serde_json::to_value(vms.get("myvm").await.expect("myvm")).expect("json");
+    assert_eq!(got["spec"]["runStrategy"], "Always");
+    assert_eq!(got["spec"]["instancetype"]["name"], "u1.small");
+    assert_eq!(
+        got["spec"]["instancetype"]["kind"],
+        "virtualmachineclusterinstancetype"
+    );
+    assert_eq!(got["spec"]["preference"]["name"], "fedora");
+    let t = &got["spec"]["template"]["spec"];
+    assert_eq!(t["terminationGracePeriodSeconds"], 180);
+    assert_eq!(
+        t["domain"]["devices"]["disks"][0],
+        json!({"name": "myvm-containerdisk-0", "bootOrder": 1})
+    );
+    assert_eq!(
+        t["volumes"][0]["containerDisk"]["image"],
+        "127.0.0.1:5000/kubevirt-rs/guest:latest"
+    );
+    assert_eq!(
+        t["volumes"][1]["persistentVolumeClaim"]["claimName"],
+        "data"
+    );
+    assert_eq!(
+        t["volumes"][2]["cloudInitNoCloud"]["userDataBase64"],
+        user_data
+    );
+    assert!(t["domain"].get("memory").is_none());
+    let parsed = kubevirt_api::manifest::parse(&yaml, kubevirt_api::manifest::Strictness::Strict)
+        .expect("our own strict parser accepts it");
+    assert_eq!(parsed.len(), 1);
+
+    // kubectl plugin: `kubectl virt` runs us under the name kubectl-virt, the same way.
+    let bin = env._tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let (ok, out, err) = env
+        .run(&["install-plugin", "--dir", bin.to_str().expect("path")])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("kubectl-virt"), "{out}");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plugin = std::process::Command::new(KUBECTL)
+        .args(["virt", "--kubeconfig"])
+        .arg(&env.kubeconfig)
+        .args(["pause", "vmi", "testvm"])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl virt");
+    assert!(
+        plugin.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plugin.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&plugin.stdout).trim(),
+        "VMI testvm was scheduled to pause"
+    );
+    let help = std::process::Command::new(KUBECTL)
+        .args(["virt", "--help"])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl virt --help");
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Usage: kubectl virt"),
+        "{}",
+        String::from_utf8_lossy(&help.stdout)
+    );
+}
