@@ -620,6 +620,19 @@ async fn bench(args: &RunArgs) -> anyhow::Result<i32> {
             check(o.max <= 40.0)
         ));
     }
+    if let Some(o) = summarize(&own_pss) {
+        verdict.push(format!(
+            "(own overhead PSS p50 {:.1} MiB, max {:.1}: shared library and binary pages divided among the processes mapping them)",
+            o.p50, o.max
+        ));
+    }
+    if let (Some(o), Some(c)) = (ours, floor_result.as_ref().and_then(|f| f.create)) {
+        verdict.push(format!(
+            "(against create-only on an already running libvirtd: ratio p50 {:.2}, p95 {:.2})",
+            o.p50 / c.p50,
+            o.p95 / c.p95
+        ));
+    }
     println!("targets (upstream: p50 15-25 s, 240 MiB reserved per VMI)");
     for v in &verdict {
         println!("  {v}");
