@@ -447,6 +447,13 @@ async fn console_bytes_both_ways_escape_and_reconnect() {
         .expect("virtctl left on Ctrl+]")
         .expect("status");
     assert!(status.success());
+    // The backend may still be reading the last message when virtctl has already gone.
+    wait_until("the bytes before Ctrl+] reach the backend", || {
+        env.streams()
+            .get(1)
+            .is_some_and(|s| s.received.ends_with(b"bye"))
+    })
+    .await;
     let streams = env.streams();
     assert_eq!(streams.len(), 2, "{streams:?}");
     for s in &streams {
