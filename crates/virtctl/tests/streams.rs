@@ -39,6 +39,8 @@ struct Seen {
 struct Backend {
     streams: Mutex<Vec<Seen>>,
     puts: Mutex<Vec<(String, Value)>>,
+    /// Where guest port 22 is (a local sshd), when a test provides one.
+    sshd: Mutex<Option<u16>>,
 }
 
 type Shared = Arc<Backend>;
@@ -175,6 +177,50 @@ async fn echo_stream(
     })
 }
 
+/// Port-forward: port 22 reaches the local sshd when there is one (the guest's sshd, as far
+/// as the client can tell); anything else gets the greeting-and-echo stream.
+async fn portforward(
+    state: axum::extract::State<Shared>,
+    Path((_ns, _name, port, _proto)): Path<(String, String, String, String)>,
+    req: Request,
+) -> Response {
+    let sshd = *state.0.sshd.lock().expect("lock");
+    let Some(sshd) = sshd.filter(|_| port == "22") else {
+        return echo_stream(state, req).await;
+    };
+    upgrade(state.0.clone(), req, move |index, ws, shared| async move {
+        let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", sshd)).await else {
+            return;
+        };
+        let (mut tr, mut tw) = tcp.into_split();
+        let (mut sink, mut source) = ws.split();
+        let up = async {
+            while let Some(Ok(m)) = source.next().await {
+                match m {
+                    Message::Binary(b) => {
+                        record(&shared, index, &b);
+                        if tw.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+        };
+        let down = async {
+            let mut buf = vec![0u8; 16384];
+            while let Ok(n) = tr.read(&mut buf).await {
+                if n == 0 || sink.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.send(Message::Close(None)).await;
+        };
+        tokio::select! { _ = up => {}, _ = down => {} }
+    })
+}
+
 async fn vmi_put(
     axum::extract::State(shared): axum::extract::State<Shared>,
     Path((ns, name, action)): Path<(String, String, String)>,
@@ -281,11 +327,11 @@ impl Env {
             .route(&format!("{base}/vnc"), get(echo_stream))
             .route(
                 &format!("{base}/portforward/{{port}}/{{proto}}"),
-                get(echo_stream),
+                get(portforward),
             )
             .route(
                 &format!("/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachines/{{name}}/portforward/{{port}}/{{proto}}"),
-                get(echo_stream),
+                get(portforward),
             )
             .route(&format!("{base}/guestosinfo"), get(guestosinfo))
             .route(
@@ -787,5 +833,123 @@ async fn pause_unpause_guestosinfo_expose_create_and_plugin() {
         String::from_utf8_lossy(&help.stdout).contains("Usage: kubectl virt"),
         "{}",
         String::from_utf8_lossy(&help.stdout)
+    );
+}
+
+/// A dropbear sshd on a loopback port, killed when dropped.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sshd() -> Sshd {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = dir.path().join("host_key");
+    let made = std::process::Command::new("dropbearkey")
+        .args(["-t", "ed25519", "-f"])
+        .arg(&key)
+        .output()
+        .expect("dropbearkey (scripts/setup installs dropbear-bin)");
+    assert!(made.status.success());
+    // A free port: bound, released, then taken by dropbear (retried if someone else took it).
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = std::process::Command::new("dropbear")
+            .args(["-F", "-E", "-s", "-r"])
+            .arg(&key)
+            .arg("-p")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-P")
+            .arg(dir.path().join("pid"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dropbear");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Sshd {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("dropbear did not start");
+}
+
+/// `virtctl ssh` and `virtctl scp` run the real OpenSSH client with `virtctl port-forward
+/// --stdio` as its ProxyCommand, through the API server to "the guest's" sshd: the SSH key
+/// exchange completes over the tunnel (host key seen), and the login is refused as intended
+/// (no credentials are offered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_and_scp_through_the_port_forward_proxy_command() {
+    let env = Env::start().await;
+    let sshd = sshd();
+    *env.backend.sshd.lock().expect("lock") = Some(sshd.port);
+    let no_auth = [
+        "-t",
+        "-v",
+        "-t",
+        "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
+        "-t",
+        "-o PubkeyAuthentication=no -o PasswordAuthentication=no",
+        "-t",
+        "-o KbdInteractiveAuthentication=no -o BatchMode=yes",
+    ];
+    let mut args = vec!["ssh", "nobody@vmi/testvm/ns3"];
+    args.extend(no_auth);
+    args.extend(["-c", "true"]);
+    let (ok, _, err) = env.run(&args).await;
+    assert!(!ok, "no login can succeed without credentials");
+    assert!(err.contains("remote software version dropbear"), "{err}");
+    assert!(err.contains("Server host key: ssh-ed25519"), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(
+        err.contains("port-forward --stdio=true vmi/testvm/ns3 22"),
+        "{err}"
+    );
+    let pf = env.streams().pop().expect("a port-forward stream");
+    assert_eq!(
+        pf.path,
+        "/apis/subresources.kubevirt.io/v1/namespaces/ns3/virtualmachineinstances/testvm/portforward/22/tcp"
+    );
+    assert_eq!(pf.protocol, "plain.kubevirt.io");
+    assert!(
+        pf.received.starts_with(b"SSH-2.0-OpenSSH"),
+        "{:?}",
+        String::from_utf8_lossy(&pf.received[..20.min(pf.received.len())])
+    );
+
+    let mut args = vec!["-n", "ns4", "scp"];
+    args.extend(no_auth);
+    let dest = env._tmp.path().join("copied");
+    let dest = dest.to_str().expect("path").to_string();
+    args.extend(["nobody@vm/testvm:/etc/hostname", dest.as_str()]);
+    let (ok, _, err) = env.run(&args).await;
+    assert!(!ok);
+    assert!(err.contains("remote software version dropbear"), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    let pf = env.streams().pop().expect("a port-forward stream");
+    assert_eq!(
+        pf.path,
+        "/apis/subresources.kubevirt.io/v1/namespaces/ns4/virtualmachines/testvm/portforward/22/tcp"
     );
 }
