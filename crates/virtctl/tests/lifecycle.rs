@@ -146,6 +146,13 @@ async fn start_stop_restart_with_upstream_messages() {
         !ok && err.starts_with("Error starting VirtualMachine"),
         "{err}"
     );
+    let (ok, out, err) = run(vec!["version"]).await.expect("joined");
+    assert!(ok, "{err}");
+    let version = concat!("v", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        out,
+        format!("Client Version: {version}\nServer Version: {version}")
+    );
     server.abort();
     apiserver.task.abort();
 }

@@ -953,3 +953,151 @@ async fn ssh_and_scp_through_the_port_forward_proxy_command() {
         "/apis/subresources.kubevirt.io/v1/namespaces/ns4/virtualmachines/testvm/portforward/22/tcp"
     );
 }
+
+/// On a terminal the console switches it to raw mode (no echo, no line editing, so Ctrl+]
+/// arrives as a byte) and restores it on the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_raw_terminal_is_restored() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    let env = Env::start().await;
+    let pty = nix::pty::openpty(None, None).expect("pty");
+    let before = tcgetattr(&pty.slave).expect("termios");
+    assert!(
+        before
+            .local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO)
+    );
+    let slave = pty.slave.try_clone().expect("dup");
+    let mut child = env
+        .command(&["console", "testvm"])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = collect(child.stdout.take().expect("stdout"));
+    let err = collect(child.stderr.take().expect("stderr"));
+    wait_for("greeting", &out, "hello from console 1").await;
+    wait_for("banner", &err, "Ctrl+5 to exit console.\r\n").await;
+    let during = tcgetattr(&pty.slave).expect("termios");
+    assert!(
+        !during
+            .local_flags
+            .intersects(LocalFlags::ICANON | LocalFlags::ECHO)
+    );
+    let mut master = std::fs::File::from(pty.master);
+    std::io::Write::write_all(&mut master, b"pwd\x1d").expect("type");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("Ctrl+] on the terminal ends the console")
+        .expect("status");
+    assert!(status.success());
+    let after = tcgetattr(&pty.slave).expect("termios");
+    assert_eq!(after.local_flags, before.local_flags);
+    assert_eq!(after.input_flags, before.input_flags);
+    assert_eq!(after.output_flags, before.output_flags);
+    wait_until("typed bytes reach the console", || {
+        env.streams().first().is_some_and(|s| s.received == b"pwd")
+    })
+    .await;
+}
+
+/// Without --proxy-only, vnc starts the viewer on its local port (here a script standing in
+/// for TigerVNC's vncviewer, given as --vnc-path): the viewer's bytes reach the VMI's VNC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vnc_runs_the_viewer() {
+    let env = Env::start().await;
+    let dir = env._tmp.path();
+    let viewer = dir.join("vncviewer");
+    let log = dir.join("viewer.log");
+    std::fs::write(
+        &viewer,
+        format!(
+            "#!/bin/bash\nset -e\nhost=${{1%:*}}; port=${{1##*:}}\nexec 3<>/dev/tcp/$host/$port\nread -r line <&3\necho \"$1 $line\" > {}\nprintf 'viewer-hello' >&3\nsleep 1\n",
+            log.display()
+        ),
+    )
+    .expect("viewer");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (_, _, err) = env
+        .run(&[
+            "vnc",
+            "testvm",
+            "--vnc-type",
+            "tiger",
+            "--vnc-path",
+            viewer.to_str().expect("path"),
+        ])
+        .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("viewer ran ({e}): {err}"));
+    assert!(text.starts_with("127.0.0.1:"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("connected default/virtualmachineinstances/testvm/vnc"),
+        "{text}"
+    );
+    wait_until("viewer bytes reach the VMI", || {
+        env.streams()
+            .first()
+            .is_some_and(|s| s.received == b"viewer-hello")
+    })
+    .await;
+}
+
+/// The kubeconfig is found and read as kubectl reads it: KUBECONFIG, the current context's
+/// namespace, --context, and -n over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_contexts_and_namespaces() {
+    let env = Env::start().await;
+    let mut kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).expect("kubeconfig");
+    let current = kc.current_context.clone().expect("current context");
+    let mut named = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == current)
+        .cloned()
+        .expect("context");
+    if let Some(c) = named.context.as_mut() {
+        c.namespace = Some("ns9".into());
+    }
+    kc.contexts.retain(|c| c.name != current);
+    kc.contexts.push(named.clone());
+    let mut other = named;
+    other.name = "other".into();
+    if let Some(c) = other.context.as_mut() {
+        c.namespace = Some("ns10".into());
+    }
+    kc.contexts.push(other);
+    let path = env._tmp.path().join("contexts.kubeconfig");
+    std::fs::write(&path, serde_saphyr::to_string(&kc).expect("yaml")).expect("write");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_virtctl"))
+            .args(args)
+            .env("KUBECONFIG", &path)
+            .env("HOME", env._tmp.path())
+            .output()
+            .expect("virtctl")
+    };
+    for (args, ns) in [
+        (vec!["pause", "vmi", "a"], "ns9"),
+        (vec!["--context", "other", "pause", "vmi", "b"], "ns10"),
+        (
+            vec!["--context", "other", "-n", "ns11", "pause", "vmi", "c"],
+            "ns11",
+        ),
+    ] {
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let puts = env.backend.puts.lock().expect("lock").clone();
+        let last = puts.last().expect("a PUT").0.clone();
+        assert!(
+            last.starts_with(&format!("{ns}/")),
+            "{args:?} went to {last}"
+        );
+    }
+}
