@@ -119,8 +119,17 @@ pub async fn console(cluster: &Cluster, name: &str, timeout: Duration) -> Result
         }
     });
     let mut out = tokio::io::stdout();
+    // Being killed politely (terminal closed, SIGTERM) still goes through the guard's restore.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     loop {
-        match pump(&mut ws, &mut rx, &mut out).await? {
+        let outcome = tokio::select! {
+            o = pump(&mut ws, &mut rx, &mut out) => o?,
+            _ = term.recv() => Outcome::Leave,
+            _ = hup.recv() => Outcome::Leave,
+        };
+        match outcome {
             Outcome::Leave => {
                 let _ = ws.close(None).await;
                 eprint!("{nl}");

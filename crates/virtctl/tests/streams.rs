@@ -1000,6 +1000,29 @@ async fn console_raw_terminal_is_restored() {
         env.streams().first().is_some_and(|s| s.received == b"pwd")
     })
     .await;
+
+    // SIGTERM while connected: the terminal is restored too.
+    let mut child = env
+        .command(&["console", "testvm"])
+        .stdin(Stdio::from(pty.slave.try_clone().expect("dup")))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let out = collect(child.stdout.take().expect("stdout"));
+    wait_for("greeting", &out, "hello from console 2").await;
+    wait_until("raw mode", || {
+        tcgetattr(&pty.slave).is_ok_and(|t| !t.local_flags.contains(LocalFlags::ICANON))
+    })
+    .await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM ends the console")
+        .expect("status");
+    let after = tcgetattr(&pty.slave).expect("termios");
+    assert_eq!(after.local_flags, before.local_flags);
 }
 
 /// Without --proxy-only, vnc starts the viewer on its local port (here a script standing in
