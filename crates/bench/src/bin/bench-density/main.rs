@@ -116,7 +116,11 @@ fn main() -> anyhow::Result<()> {
         tokio::select! {
             r = bench(&cli.run) => r,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("bench-density: interrupted");
+                eprintln!("bench-density: interrupted; deleting this run's VMIs");
+                let cleanup = delete_run_vmis(&cli.run);
+                if let Err(e) = tokio::time::timeout(Duration::from_secs(15), cleanup).await {
+                    eprintln!("bench-density: deleting the VMIs: {e}");
+                }
                 Ok(130)
             }
         }
@@ -146,6 +150,21 @@ async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
 }
 
 const LABEL: &str = "kubevirt-rs.io/bench";
+
+/// This run's id (the VMIs' label value and name infix).
+fn run_id() -> String {
+    format!("{:x}", std::process::id())
+}
+
+/// Best effort, for an interrupted run: deletes the VMIs it created.
+async fn delete_run_vmis(args: &RunArgs) {
+    let Ok(client) = client(&args.data_dir.join("kubeconfig")).await else {
+        return;
+    };
+    let vmis: Api<DynamicObject> = Api::namespaced_with(client, &args.namespace, &vmi_resource());
+    let lp = ListParams::default().labels(&format!("{LABEL}={}", run_id()));
+    let _ = vmis.delete_collection(&DeleteParams::default(), &lp).await;
+}
 
 fn vmi_manifest(args: &RunArgs, run: &str, name: &str) -> Value {
     let mut requests = json!({"memory": args.memory});
@@ -269,7 +288,7 @@ async fn bench(args: &RunArgs) -> anyhow::Result<i32> {
     }
     let kubeconfig = args.data_dir.join("kubeconfig");
     let client = client(&kubeconfig).await?;
-    let run = format!("{:x}", std::process::id());
+    let run = run_id();
     let vmis: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &args.namespace, &vmi_resource());
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
