@@ -386,6 +386,30 @@ async fn pause(
     put(cluster, &req).await
 }
 
+/// The PUT of start/stop/restart, or None for other verbs.
+fn lifecycle_request(cmd: &Command, ns: &str) -> Result<Option<lifecycle::Request>, Error> {
+    Ok(match cmd {
+        Command::Start { name, paused, dry } => {
+            Some(lifecycle::start(ns, name, *paused, dry.dry_run))
+        }
+        Command::Stop { name, force, dry } => Some(lifecycle::stop(
+            ns,
+            name,
+            force.force,
+            force.grace_period,
+            dry.dry_run,
+        )?),
+        Command::Restart { name, force, dry } => Some(lifecycle::restart(
+            ns,
+            name,
+            force.force,
+            force.grace_period,
+            dry.dry_run,
+        )?),
+        _ => None,
+    })
+}
+
 fn proxy_context(cli: &Cli) -> anyhow::Result<ssh::ProxyContext> {
     let exe = std::env::current_exe().context("locating this binary for the ssh ProxyCommand")?;
     let abs = |p: &PathBuf| -> String {
@@ -560,26 +584,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     // Validate arguments before connecting, so usage errors do not wait on the network.
-    let plan = match &cli.command {
-        Command::Start { name, paused, dry } => {
-            Some(lifecycle::start("", name, *paused, dry.dry_run))
-        }
-        Command::Stop { name, force, dry } => Some(lifecycle::stop(
-            "",
-            name,
-            force.force,
-            force.grace_period,
-            dry.dry_run,
-        )?),
-        Command::Restart { name, force, dry } => Some(lifecycle::restart(
-            "",
-            name,
-            force.force,
-            force.grace_period,
-            dry.dry_run,
-        )?),
-        _ => None,
-    };
+    lifecycle_request(&cli.command, "")?;
     let port_forward = match &cli.command {
         Command::PortForward {
             target,
@@ -604,23 +609,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot obtain KubeVirt client: {e}"))?;
     let ns = cluster.namespace.clone();
     match &cli.command {
-        Command::Start { name, paused, dry } => {
-            put(&cluster, &lifecycle::start(&ns, name, *paused, dry.dry_run)).await
-        }
-        Command::Stop { name, force, dry } => {
-            let _ = plan;
-            put(
-                &cluster,
-                &lifecycle::stop(&ns, name, force.force, force.grace_period, dry.dry_run)?,
-            )
-            .await
-        }
-        Command::Restart { name, force, dry } => {
-            put(
-                &cluster,
-                &lifecycle::restart(&ns, name, force.force, force.grace_period, dry.dry_run)?,
-            )
-            .await
+        Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. } => {
+            match lifecycle_request(&cli.command, &ns)? {
+                Some(req) => put(&cluster, &req).await,
+                None => Ok(()),
+            }
         }
         Command::Pause { kind, name, dry } => pause(&cluster, kind, name, true, dry.dry_run).await,
         Command::Unpause { kind, name, dry } => {
