@@ -38,14 +38,14 @@ struct Cli {
 #[derive(Args, Debug, Clone)]
 struct DryRun {
     /// If true, only submit the request without persisting it.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
     dry_run: bool,
 }
 
 #[derive(Args, Debug, Clone)]
 struct ForceGrace {
     /// Force the operation (together with --grace-period).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
     force: bool,
     /// Seconds the guest gets to shut down; with --force only 0 is supported.
     #[arg(long, allow_negative_numbers = true)]
@@ -77,7 +77,7 @@ enum Command {
     Start {
         name: String,
         /// Start the VM in a paused state.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         paused: bool,
         #[command(flatten)]
         dry: DryRun,
@@ -133,10 +133,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port: u16,
         /// Only run the proxy and print the port VNC viewers can connect to, as JSON.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         proxy_only: bool,
         /// Keep an existing VNC session instead of taking it over.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         preserve_session: bool,
         /// The viewer to use: tiger or remote-viewer (looked up in PATH unless --vnc-path).
         #[arg(long)]
@@ -154,7 +154,7 @@ enum Command {
         #[arg(value_name = "[protocol/]localPort[:targetPort]", required = true)]
         ports: Vec<String>,
         /// Forward the tunnel to stdout/stdin; only works with a single port.
-        #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         stdio: bool,
         /// The address the local ports are opened on.
         #[arg(long, default_value = "127.0.0.1")]
@@ -262,13 +262,13 @@ struct CreateVm {
     #[arg(long)]
     instancetype: Option<String>,
     /// Infer the instancetype from the first boot disk.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     infer_instancetype: Option<bool>,
     /// The preference of the VM: [kind/]name.
     #[arg(long)]
     preference: Option<String>,
     /// Infer the preference from the first boot disk.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
     infer_preference: Option<bool>,
     /// A containerdisk (repeatable): src:IMAGE[,name:NAME][,bootorder:N].
     #[arg(long)]
@@ -751,5 +751,53 @@ fn main() -> std::process::ExitCode {
             eprintln!("{e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Boolean flags behave as Go's pflag: bare means true, a value only after '='.
+    #[test]
+    fn pflag_booleans() {
+        let c = parse(&["virtctl", "port-forward", "--stdio", "vm/x", "22"]);
+        let Command::PortForward {
+            target,
+            ports,
+            stdio,
+            ..
+        } = c.command
+        else {
+            panic!("port-forward");
+        };
+        assert!(stdio);
+        assert_eq!(target, "vm/x");
+        assert_eq!(ports, vec!["22"]);
+        let c = parse(&["virtctl", "stop", "v", "--force=true", "--grace-period=0"]);
+        let Command::Stop { force, .. } = c.command else {
+            panic!("stop");
+        };
+        assert!(force.force);
+        assert_eq!(force.grace_period, Some(0));
+        let c = parse(&["virtctl", "-n", "ns", "vnc", "--proxy-only=false", "v"]);
+        assert_eq!(c.namespace.as_deref(), Some("ns"));
+        assert!(matches!(
+            c.command,
+            Command::Vnc {
+                proxy_only: false,
+                ..
+            }
+        ));
+        let c = parse(&["virtctl", "ssh", "-t", "-o A=b", "-t", "-v", "root@vm/x"]);
+        let Command::Ssh { flags, .. } = c.command else {
+            panic!("ssh");
+        };
+        assert_eq!(flags.local_ssh_opts, vec!["-o A=b", "-v"]);
+        assert!(Cli::try_parse_from(["virtctl", "pause", "vm"]).is_err());
     }
 }
