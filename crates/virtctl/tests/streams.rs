@@ -417,6 +417,16 @@ impl Env {
     }
 }
 
+async fn recv_datagram(udp: &tokio::net::UdpSocket) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), udp.recv(&mut buf))
+        .await
+        .expect("a datagram back")
+        .expect("recv");
+    buf.truncate(n);
+    buf
+}
+
 /// Collects a child's output as it comes.
 fn collect(mut r: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
     let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
@@ -629,6 +639,37 @@ async fn vnc_proxy_only_and_port_forward() {
         "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/testvm/portforward/8080/tcp"
     );
     assert_eq!(last.received, b"GET /");
+
+    // UDP: one stream per local peer, one datagram per message.
+    let mut child = env
+        .command(&["port-forward", "vmi/testvm", "udp/0:53"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let err = collect(child.stderr.take().expect("stderr"));
+    wait_for("listening", &err, "-> 53").await;
+    let text = String::from_utf8_lossy(&err.lock().expect("lock")).into_owned();
+    let addr = text
+        .split("Forwarding from udp ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .expect("address")
+        .to_string();
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    udp.send_to(b"query-1", &addr).await.expect("send");
+    assert_eq!(
+        recv_datagram(&udp).await,
+        b"connected default/virtualmachineinstances/testvm/portforward/53/udp\n"
+    );
+    assert_eq!(recv_datagram(&udp).await, b"query-1");
+    udp.send_to(b"query-2", &addr).await.expect("send");
+    assert_eq!(recv_datagram(&udp).await, b"query-2");
+    child.kill().await.expect("kill");
+    let last = env.streams().pop().expect("stream");
+    assert!(last.path.ends_with("/portforward/53/udp"), "{}", last.path);
+    assert_eq!(last.received, b"query-1query-2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
