@@ -14,6 +14,9 @@ use crate::stream::{Cluster, OpenError, Ws, open};
 use crate::target::{Kind, subresource_path};
 use crate::term::RawMode;
 
+/// A stream that ends sooner than this after connecting counts as a quick drop.
+const QUICK_DROP: Duration = Duration::from_secs(5);
+
 /// The escape byte: `Ctrl+]`.
 pub const ESCAPE: u8 = 0x1d;
 
@@ -97,6 +100,8 @@ async fn pump(
 pub async fn console(cluster: &Cluster, name: &str, timeout: Duration) -> Result<(), Error> {
     let path = subresource_path(Kind::Vmi, &cluster.namespace, name, "console");
     let mut ws = connect_retrying(&cluster.streams, &path, timeout, false).await?;
+    let mut connected_at = Instant::now();
+    let mut quick_drops = 0u32;
     let raw = RawMode::enable();
     // In raw mode the terminal no longer turns \n into \r\n.
     let nl = if raw.is_some() { "\r\n" } else { "\n" };
@@ -137,6 +142,20 @@ pub async fn console(cluster: &Cluster, name: &str, timeout: Duration) -> Result
             }
             Outcome::Dropped(reason) => {
                 tracing::debug!(%reason, "console stream ended");
+                // Streams that keep dropping right after connecting mean someone else keeps
+                // taking the console (virt-handler serves one client): stop rather than
+                // fight over it.
+                quick_drops = if connected_at.elapsed() < QUICK_DROP {
+                    quick_drops + 1
+                } else {
+                    0
+                };
+                if quick_drops >= 2 {
+                    eprint!(
+                        "{nl}You were disconnected from the console. This could be caused by one of the following:{nl} - the target VM was powered off{nl} - another user connected to the console of the target VM{nl} - network issues{nl}"
+                    );
+                    return Err(Error::Other(format!("console stream ended: {reason}")));
+                }
                 eprint!(
                     "{nl}You were disconnected from the console ({reason}); reconnecting (Ctrl+] to give up)...{nl}"
                 );
@@ -144,6 +163,7 @@ pub async fn console(cluster: &Cluster, name: &str, timeout: Duration) -> Result
                     r = connect_retrying(&cluster.streams, &path, timeout, true) => r?,
                     _ = wait_for_escape(&mut rx) => { eprint!("{nl}"); return Ok(()); }
                 };
+                connected_at = Instant::now();
                 eprint!("Successfully reconnected to {name} console.{nl}");
             }
         }

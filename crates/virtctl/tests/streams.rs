@@ -123,16 +123,21 @@ fn record(shared: &Shared, index: usize, bytes: &[u8]) {
 /// the connection (as a VM restart would) when it receives `drop`.
 async fn console(
     axum::extract::State(shared): axum::extract::State<Shared>,
-    Path((_ns, _name)): Path<(String, String)>,
+    Path((_ns, name)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    upgrade(shared, req, |index, mut ws, shared| async move {
+    upgrade(shared, req, move |index, mut ws, shared| async move {
         let n = shared.streams.lock().expect("lock").len();
         let _ = ws
             .send(Message::binary(
                 format!("hello from console {n}\r\n").into_bytes(),
             ))
             .await;
+        // "stolen": someone else takes the console at once, every time.
+        if name == "stolen" {
+            let _ = ws.close(None).await;
+            return;
+        }
         while let Some(Ok(m)) = ws.next().await {
             let Message::Binary(b) = m else { continue };
             record(&shared, index, &b);
@@ -521,6 +526,33 @@ async fn console_bytes_both_ways_escape_and_reconnect() {
     }
     assert_eq!(streams[0].received, b"ls\rdrop");
     assert_eq!(streams[1].received, b"againbye");
+}
+
+/// A console that is taken away right after every connect: virtctl reconnects once, then
+/// stops with upstream's explanation instead of fighting over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_gives_up_when_taken_over_repeatedly() {
+    let env = Env::start().await;
+    // Stdin stays open (its end would mean "leave").
+    let mut child = env
+        .command(&["console", "stolen"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let _stdin = child.stdin.take();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("virtctl gives up")
+        .expect("output");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another user connected to the console of the target VM"),
+        "{err}"
+    );
+    assert_eq!(env.streams().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
