@@ -303,6 +303,12 @@ async fn create(client: &kube::Client, ar: &ApiResource, ns: Option<&str>, v: Va
 
 impl Env {
     async fn start() -> Env {
+        Env::start_with(false).await
+    }
+
+    /// With `real_virt_api`, our virt-api's subresources router is the APIService's backend
+    /// instead of the test one.
+    async fn start_with(real_virt_api: bool) -> Env {
         let tmp = tempfile::tempdir().expect("tmp");
         let cfg = kubevirt_embedded_apiserver::server::Config::new(
             tmp.path(),
@@ -346,6 +352,13 @@ impl Env {
                 put(vmi_put),
             )
             .with_state(backend.clone());
+        let router = if real_virt_api {
+            virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
+                client: client.clone(),
+            }))
+        } else {
+            router
+        };
         let pki = kubevirt_https::SelfSigned::generate("test-ca", &["virt-api.kubevirt.svc"])
             .expect("pki");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1196,4 +1209,52 @@ async fn kubeconfig_contexts_and_namespaces() {
             "{args:?} went to {last}"
         );
     }
+}
+
+/// What the demo does: virtctl → API server → (aggregation) → our virt-api, with the
+/// kubeconfig's client certificate; start/stop change the VM, version reaches virt-api.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_through_the_api_server_to_virt_api() {
+    let env = Env::start_with(true).await;
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/testvm.yaml"
+    ))
+    .expect("example");
+    let vm: Value = serde_saphyr::from_str(&text).expect("yaml");
+    create(
+        &env.client,
+        &resource("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
+        Some("default"),
+        vm,
+    )
+    .await;
+    let vms: Api<kubevirt_api::v1::VirtualMachine> = Api::namespaced(env.client.clone(), "default");
+    let (ok, out, err) = env.run(&["start", "testvm"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "VM testvm was scheduled to start");
+    assert_eq!(
+        vms.get("testvm")
+            .await
+            .expect("vm")
+            .spec
+            .run_strategy
+            .as_deref(),
+        Some("Always")
+    );
+    let (ok, out, err) = env.run(&["stop", "testvm"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "VM testvm was scheduled to stop");
+    assert_eq!(
+        vms.get("testvm")
+            .await
+            .expect("vm")
+            .spec
+            .run_strategy
+            .as_deref(),
+        Some("Halted")
+    );
+    let (ok, out, err) = env.run(&["version"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Server Version: v"), "{out}");
 }
