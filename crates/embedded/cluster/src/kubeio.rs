@@ -76,7 +76,7 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> anyhow::Result<()> {
 }
 
 /// The objects every cluster has before its components start: the `kubevirt` namespace,
-/// KubeVirt's CRDs and the provisioner's RBAC (for `provisioner_node`).
+/// the provisioner's RBAC (for `provisioner_node`), KubeVirt's CRDs and the KubeVirt resource.
 pub async fn apply_base(client: &kube::Client, provisioner_node: &str) -> anyhow::Result<()> {
     apply(client, &ready::namespace("kubevirt")).await?;
     for o in ready::provisioner_rbac(provisioner_node) {
@@ -86,6 +86,26 @@ pub async fn apply_base(client: &kube::Client, provisioner_node: &str) -> anyhow
         let v = serde_json::to_value(&crd).context("CRD as JSON")?;
         apply(client, &v).await?;
     }
+    apply(client, &ready::kubevirt_cr()).await?;
+    Ok(())
+}
+
+/// Marks the KubeVirt resource Deployed and Available (status subresource).
+pub async fn kubevirt_deployed(client: &kube::Client) -> anyhow::Result<()> {
+    let ar = api_resource("kubevirt.io", "v1", "KubeVirt", "kubevirts");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "kubevirt", &ar);
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let status = ready::kubevirt_status(concat!("v", env!("CARGO_PKG_VERSION")), &now);
+    api.patch_status(
+        "kubevirt",
+        &PatchParams::apply("virt-cluster").force(),
+        &Patch::Apply(&status),
+    )
+    .await
+    .context("setting the KubeVirt status")?;
     Ok(())
 }
 

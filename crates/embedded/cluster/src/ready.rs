@@ -230,6 +230,34 @@ pub fn provisioner_rbac(node: &str) -> Vec<Value> {
     ]
 }
 
+/// The KubeVirt custom resource `kubevirt/kubevirt`, as an operator-installed KubeVirt has it
+/// (scripts wait for it: `kubectl wait kv kubevirt -n kubevirt --for condition=Available`).
+/// Empty spec: the embedded cluster is configured by flags, not by this object.
+pub fn kubevirt_cr() -> Value {
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+           "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+           "spec": {}})
+}
+
+/// Its status once the components run: phase Deployed, Available.
+pub fn kubevirt_status(version: &str, now: &str) -> Value {
+    let cond = |t: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": t, "status": status, "reason": reason, "message": message,
+               "lastProbeTime": now, "lastTransitionTime": now})
+    };
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+    "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+    "status": {
+        "phase": "Deployed",
+        "observedKubeVirtVersion": version,
+        "targetKubeVirtVersion": version,
+        "conditions": [
+            cond("Available", "True", "AllComponentsReady", "All components are ready."),
+            cond("Progressing", "False", "AllComponentsReady", "All components are ready."),
+            cond("Degraded", "False", "AllComponentsReady", "All components are ready."),
+        ]}})
+}
+
 pub fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
@@ -247,6 +275,7 @@ pub fn resource_of(obj: &Value) -> Option<(String, String, String, bool)> {
         "Service" => ("services", true),
         "Endpoints" => ("endpoints", true),
         "APIService" => ("apiservices", false),
+        "KubeVirt" => ("kubevirts", true),
         "ClusterRole" => ("clusterroles", false),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
         "CustomResourceDefinition" => ("customresourcedefinitions", false),
@@ -394,6 +423,20 @@ mod tests {
         assert_eq!(
             resource_of(&json!({"apiVersion": "v1", "kind": "Pod"})),
             None
+        );
+    }
+
+    #[test]
+    fn kubevirt_resource() {
+        assert_eq!(
+            resource_of(&kubevirt_cr()),
+            Some(("kubevirt.io".into(), "v1".into(), "kubevirts".into(), true))
+        );
+        let s = kubevirt_status("v0.1.0", "2026-01-01T00:00:00Z");
+        assert_eq!(s.pointer("/status/phase"), Some(&json!("Deployed")));
+        assert_eq!(
+            s.pointer("/status/conditions/0/type"),
+            Some(&json!("Available"))
         );
     }
 

@@ -439,6 +439,11 @@ pub async fn run(
         let _ = std::fs::remove_file(run.join("supervisor.pid"));
         anyhow::bail!(why);
     }
+    if let Ok(client) = kubeio::client(&sup.cfg.admin_kubeconfig()).await
+        && let Err(e) = kubeio::kubevirt_deployed(&client).await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "the KubeVirt resource");
+    }
     sup.phase("running");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

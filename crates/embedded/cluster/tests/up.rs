@@ -287,6 +287,27 @@ fn up_status_restart_down_up() {
             .contains("subresources.kubevirt.io/v1"),
         "aggregated API missing"
     );
+    // The KubeVirt resource reads as an installed KubeVirt's.
+    c.ok(&[
+        "wait",
+        "-n",
+        "kubevirt",
+        "kv/kubevirt",
+        "--for=condition=Available",
+        "--timeout=30s",
+    ]);
+    assert_eq!(
+        c.ok(&[
+            "get",
+            "kv",
+            "-n",
+            "kubevirt",
+            "kubevirt",
+            "-o",
+            "jsonpath={.status.phase}"
+        ]),
+        "Deployed"
+    );
 
     // status lists every process up, with no restarts.
     let s = c.run(&["status"]);
