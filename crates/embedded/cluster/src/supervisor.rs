@@ -244,7 +244,12 @@ impl Supervisor {
                 continue;
             }
             if let Err(e) = self.gate(&c).await {
-                tracing::error!(component = %name, error = %format!("{e:#}"), "after restart");
+                // Not wired in (e.g. virt-api's new CA not registered): start it over, with
+                // back-off, rather than leave it running unreachable.
+                tracing::error!(component = %name, error = %format!("{e:#}"), "after restart, killing it to try again");
+                if let Some(r) = self.children.get_mut(&name) {
+                    let _ = r.child.start_kill();
+                }
             }
         }
     }
