@@ -181,9 +181,30 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
     );
     let stored = load_config(&args.data_dir);
     let run_dir = args.data_dir.join("run");
-    if let Some(pid) = supervisor_pid(&run_dir) {
+    std::fs::create_dir_all(&run_dir).context("creating DATA/run")?;
+    // One cluster per data directory: the lock is taken here and handed to the supervisor as
+    // its stdin (same open file, so the lock stays while it runs), which closes the window
+    // between two `up`s started at once.
+    let lock_path = run_dir.join("supervisor.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let locked = match lock.try_lock() {
+        Ok(()) => true,
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+        }
+    };
+    if !locked || supervisor_pid(&run_dir).is_some() {
+        let who = supervisor_pid(&run_dir)
+            .map(|p| format!("supervisor pid {p}"))
+            .unwrap_or_else(|| "starting".into());
         println!(
-            "a cluster is already running on {} (supervisor pid {pid}); `virt-cluster status --data-dir {0}` shows it, `virt-cluster down --data-dir {0}` stops it",
+            "a cluster is already running on {} ({who}); `virt-cluster status --data-dir {0}` shows it, `virt-cluster down --data-dir {0}` stops it",
             args.data_dir.display()
         );
         return Ok(EXIT_ALREADY_RUNNING);
@@ -237,7 +258,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         .arg(&cfg.data_dir)
         .arg("--vm-timeout")
         .arg(args.vm_timeout.to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(lock))
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
