@@ -178,13 +178,40 @@ impl Cgroups {
         })
     }
 
-    /// Waits (up to `timeout`) for the pod's processes to be gone, then removes its groups.
-    pub async fn remove_pod_when_empty(&self, uid: &str, timeout: std::time::Duration) {
+    /// Kills whatever is still in the pod's groups, then removes them. Called once the pod's
+    /// containers are gone: what is left escaped their process groups (QEMU started by a
+    /// container's libvirtd, or the capability probe QEMU that daemonizes), and would otherwise
+    /// outlive the pod and keep a core busy. Gives up after `timeout`.
+    pub async fn kill_remaining_and_remove(&self, uid: &str, timeout: std::time::Duration) {
         let deadline = std::time::Instant::now() + timeout;
-        while !self.pod_empty(uid) && std::time::Instant::now() < deadline {
+        loop {
+            let pids = self.pod_pids(uid);
+            if pids.is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            for pid in pids {
+                tracing::debug!(uid, pid, "killing a process left in the pod's cgroup");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.remove_pod(uid);
+    }
+
+    /// The processes in the pod's groups (all controllers, deduplicated).
+    pub fn pod_pids(&self, uid: &str) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .pod_dirs(uid)
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|text| parse_pids(&text))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     /// Removes the pod's groups (once its processes are gone).
@@ -238,6 +265,11 @@ impl Cgroups {
     }
 }
 
+/// The pids of a `cgroup.procs` file (one per line; anything else is skipped).
+pub fn parse_pids(text: &str) -> Vec<i32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
 /// The `oom_kill N` counter of `memory.oom_control` (v1) or `memory.events` (v2).
 pub fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines()
@@ -263,6 +295,12 @@ mod tests {
         );
         assert_eq!(v1_own_path(proc, "cpu").as_deref(), Some("/"));
         assert_eq!(v1_own_path(proc, "pids"), None);
+    }
+
+    #[test]
+    fn pids_of_cgroup_procs() {
+        assert_eq!(parse_pids("12\n345\n\n"), vec![12, 345]);
+        assert!(parse_pids("").is_empty());
     }
 
     #[test]

@@ -411,7 +411,7 @@ async fn cleanup_orphans(shared: &Shared, known: &HashSet<String>) {
         network::teardown_pod(&shared.config.node_name, &uid).await;
         shared
             .cgroups
-            .remove_pod_when_empty(&uid, Duration::from_secs(3))
+            .kill_remaining_and_remove(&uid, Duration::from_secs(3))
             .await;
         volumes::unmount_all(&e.path());
         let _ = std::fs::remove_dir_all(e.path());
@@ -443,7 +443,7 @@ pub async fn teardown_node(data_dir: &Path, node: &str, index: u32, fabric: &str
                 if let Some(uid) = e.file_name().to_str() {
                     network::teardown_pod(node, uid).await;
                     cgroups
-                        .remove_pod_when_empty(uid, Duration::from_secs(3))
+                        .kill_remaining_and_remove(uid, Duration::from_secs(3))
                         .await;
                 }
                 volumes::unmount_all(&e.path());

@@ -1131,7 +1131,7 @@ impl Worker {
         network::teardown_pod(&self.shared.config.node_name, &self.uid).await;
         self.shared
             .cgroups
-            .remove_pod_when_empty(&self.uid, Duration::from_secs(3))
+            .kill_remaining_and_remove(&self.uid, Duration::from_secs(3))
             .await;
         volumes::unmount_all(&self.dir);
         self.sandbox = None;

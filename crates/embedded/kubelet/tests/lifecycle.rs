@@ -286,6 +286,61 @@ async fn graceful_termination() {
     );
 }
 
+/// Processes whose command line is exactly `sleep <secs>`.
+fn sleepers(secs: &str) -> Vec<u32> {
+    let want = format!("sleep\0{secs}\0");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_left_the_container_die_with_the_pod() {
+    let mut c = Cluster::start().await;
+    c.add_node(&[]).await;
+    // A unique duration names the escapee among this machine's processes.
+    let secs = format!("3600.{}", std::process::id());
+    c.create(json!({"metadata": {"name": "forker"}, "spec": {"terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": TESTPROG, "args": ["detach", secs, "echo", "up", "hang"]}]}}))
+    .await;
+    c.wait("forker", 30, |p| phase(p) == "Running").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleepers(&secs).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the detached process never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.pods()
+        .delete("forker", &DeleteParams::default())
+        .await
+        .expect("delete");
+    c.wait_gone("forker", 15).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = sleepers(&secs);
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for pid in &left {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+            panic!("processes {left:?} outlived their pod");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_pods_network_is_released_while_others_run() {
     let mut c = Cluster::start().await;

@@ -147,6 +147,18 @@ fn main() {
                     println!("write {p}: {e}");
                 }
             }
+            "detach" => {
+                // A `sleep SECS` in its own session, reparented to init: it escapes the
+                // container's process group as a daemonizing QEMU does.
+                let secs = arg(i);
+                i += 1;
+                if let Err(e) = std::process::Command::new("setsid")
+                    .args(["-f", "sleep", &secs])
+                    .status()
+                {
+                    println!("detach: {e}");
+                }
+            }
             "sleep" => {
                 let s: f64 = arg(i).parse().unwrap_or(1.0);
                 i += 1;
