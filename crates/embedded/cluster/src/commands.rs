@@ -427,6 +427,12 @@ pub async fn status(args: DataDirArg) -> anyhow::Result<i32> {
             st.phase,
             cfg.listen
         ),
+        None if st.phase.starts_with("failed") => format!(
+            "cluster {}: not running ({}; logs in {})\n",
+            cfg.data_dir.display(),
+            st.phase,
+            cfg.log_dir().display()
+        ),
         None => format!("cluster {}: not running\n", cfg.data_dir.display()),
     };
     let rows: Vec<(state::ProcessState, bool)> = plan::plan(&cfg)
