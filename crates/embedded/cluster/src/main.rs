@@ -79,16 +79,22 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The user-facing commands print their own progress; the client's connection errors while
+    // the API server starts are noise there.
+    let default_filter = match cli.command {
+        Command::Up(_) | Command::Down(_) | Command::Status(_) => "warn,kube_client=off",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         // Plain text in log files (the supervisor sends each process's output to one).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     // The kubelet builds its own runtime: its shim mode must not start threads before it has
     // entered the pod's namespaces.
     let command = match cli.command {
@@ -107,7 +113,11 @@ fn main() -> anyhow::Result<()> {
             Command::Down(args) => Some(commands::down(args).await?),
             Command::Status(args) => Some(commands::status(args).await?),
             Command::Supervise(args) => {
-                commands::supervise(args).await?;
+                // Its log is the reader's: the reason, not a backtrace.
+                if let Err(e) = commands::supervise(args).await {
+                    tracing::error!(error = %format!("{e:#}"), "supervisor exiting");
+                    std::process::exit(1);
+                }
                 None
             }
             command => {
