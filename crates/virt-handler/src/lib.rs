@@ -5,9 +5,13 @@
 //! | `status` | VMI phase, conditions, interfaces and guest OS info from what the launcher reports | pure |
 //! | `action` | what to ask the launcher (Sync, Shutdown, Delete) for a VMI and its domain | pure |
 //! | `controller` | the kube-rs VMI controller carrying it out against the launchers on this node | I/O |
+//! | `containerdisk` | which data container holds each containerDisk, and its root on this node | pure (+ /proc) |
+//! | `server` | the console server (mutual TLS): console/VNC websockets, pause, guest info, for virt-api | I/O |
 //! | `heartbeat` | the node's `kubevirt.io/schedulable` label and `kubevirt.io/heartbeat` stamp | I/O (patch pure) |
 
 pub mod action;
+pub mod containerdisk;
 pub mod controller;
 pub mod heartbeat;
+pub mod server;
 pub mod status;
