@@ -6,7 +6,7 @@
 //! use launcher_proto::v1::{DomainRequest, SyncRequest};
 //! let mut client = launcher_proto::connect("/run/kubevirt/sockets/launcher-sock").await?;
 //! let status = client
-//!     .sync(SyncRequest { vmi_json: b"{...}".to_vec() })
+//!     .sync(SyncRequest { vmi_json: b"{...}".to_vec(), ..Default::default() })
 //!     .await?
 //!     .into_inner();
 //! println!("{:?}", status.state());

@@ -228,7 +228,11 @@ async fn reconcile_vmi(
         .list(&ListParams::default().labels(&format!("{CREATED_BY_LABEL}={uid}")))
         .await
         .map_err(Error::ListPods)?;
-    let Some(pod_uid) = pick_pod(&list.items, node).and_then(|p| p.metadata.uid.clone()) else {
+    let pod = pick_pod(&list.items, node);
+    let container_disks = pod
+        .map(|p| crate::containerdisk::data_container_pids(vmi, p))
+        .unwrap_or_default();
+    let Some(pod_uid) = pod.and_then(|p| p.metadata.uid.clone()) else {
         tracing::debug!("no launcher pod on this node");
         return Ok(if stopping {
             Action::await_change()
@@ -285,9 +289,13 @@ async fn reconcile_vmi(
         LauncherAction::Nothing => {}
         LauncherAction::Sync => {
             let vmi_json = serde_json::to_vec(vmi).map_err(Error::Encode)?;
-            tracing::info!("syncing the VMI to its launcher");
+            let container_disks = crate::containerdisk::resolve(&container_disks);
+            tracing::info!(?container_disks, "syncing the VMI to its launcher");
             let d = client
-                .sync(SyncRequest { vmi_json })
+                .sync(SyncRequest {
+                    vmi_json,
+                    container_disks,
+                })
                 .await
                 .map_err(rpc("Sync"))?
                 .into_inner();

@@ -88,6 +88,9 @@ pub fn detect(mode: KvmMode, cache_dir: Option<&Path>, work_dir: &Path) -> Detec
             Accelerator::Tcg => format!("tcg {}", detection.reason),
         };
         let tmp = file.with_extension(format!("{}", std::process::id()));
+        if let Some(dir) = file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
         if std::fs::write(&tmp, format!("{key}\n{verdict}\n")).is_ok() {
             let _ = std::fs::rename(&tmp, file);
         }

@@ -262,7 +262,13 @@ impl Launcher {
     }
 
     /// Define and start the domain for `vmi_json`, or report the running one.
-    pub async fn sync(self: &Arc<Self>, vmi_json: &[u8]) -> Result<DomainStatus, LauncherError> {
+    /// `container_disks` (volume -> image root or file) adds to and overrides the paths given
+    /// at start: the node agent knows them only once the pod's data containers run.
+    pub async fn sync(
+        self: &Arc<Self>,
+        vmi_json: &[u8],
+        container_disks: &std::collections::HashMap<String, String>,
+    ) -> Result<DomainStatus, LauncherError> {
         let vmi: VirtualMachineInstance = serde_json::from_slice(vmi_json)
             .map_err(|e| LauncherError::InvalidArgument(format!("vmi_json: {e}")))?;
         let (namespace, name) = converter::vmi_identity(&vmi)
@@ -290,7 +296,11 @@ impl Launcher {
 
         // Volumes.
         let scratch = self.cfg.scratch_dir.clone();
-        let host = self.cfg.host.clone();
+        let mut host = self.cfg.host.clone();
+        for (volume, path) in container_disks {
+            host.container_disks
+                .insert(volume.clone(), std::path::PathBuf::from(path));
+        }
         let v = vmi.clone();
         let prepared = tokio::task::spawn_blocking(move || volumes::prepare(&v, &host, &scratch))
             .await

@@ -268,6 +268,10 @@ impl Libvirt {
         if let Some(node) = &cfg.node_cache {
             // The daemon probes QEMU lazily; ask for capabilities so the cache exists now.
             let _ = lv.conn.get_capabilities();
+            // The first launcher on a node finds no cache directory yet.
+            if let Err(e) = std::fs::create_dir_all(node) {
+                tracing::warn!(dir = %node.display(), error = %e, "cannot create the node's capability cache");
+            }
             copy_xml_files(&caps, node);
         }
         Ok(lv)

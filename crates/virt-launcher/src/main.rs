@@ -54,8 +54,13 @@ struct Args {
     service_account_dir: PathBuf,
     /// The node's QEMU capability cache (and KVM verdict): copied in at start, written back
     /// when this launcher had to probe.
-    #[arg(long)]
+    #[arg(long, env = "KUBEVIRT_RS_LIBVIRT_CACHE")]
     libvirt_cache: Option<PathBuf>,
+    /// libvirt's own directory (state, QEMU's monitor and channel sockets); default
+    /// `<scratch dir>/libvirt`. Sockets live under it, so it must be short: the launcher pod
+    /// mounts an emptyDir at /var/run/libvirt for it, as upstream's does.
+    #[arg(long)]
+    libvirt_dir: Option<PathBuf>,
     /// How libvirt runs: embed (its QEMU driver inside this process) or daemon (a private
     /// libvirtd).
     #[arg(long, default_value = "embed")]
@@ -136,7 +141,10 @@ fn check_socket_path(path: &Path) -> anyhow::Result<()> {
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let libvirt_root = args.scratch_dir.join("libvirt");
+    let libvirt_root = args
+        .libvirt_dir
+        .clone()
+        .unwrap_or_else(|| args.scratch_dir.join("libvirt"));
     std::fs::create_dir_all(&args.scratch_dir)
         .with_context(|| format!("create {}", args.scratch_dir.display()))?;
     if args.warm_cache {
@@ -152,11 +160,15 @@ fn run(args: Args) -> anyhow::Result<i32> {
         check_socket_path(&args.sockets_dir.join(name))?;
     }
     if args.libvirt_mode == Mode::Embed {
-        // libvirt puts QEMU's monitor socket at <root>/lib/qemu/domain-<id>-<name, 20 chars>/.
-        check_socket_path(
-            &libvirt_root.join("lib/qemu/domain-9999-xxxxxxxxxxxxxxxxxxxx/monitor.sock"),
-        )
-        .context("the scratch directory is too deep for libvirt's sockets")?;
+        // libvirt puts QEMU's monitor socket at <root>/lib/qemu/domain-<id>-<name, 20 chars>/
+        // and the guest agent's channel at <root>/lib/qemu/channel/target/domain-.../.
+        for socket in [
+            "lib/qemu/domain-9999-xxxxxxxxxxxxxxxxxxxx/monitor.sock",
+            "lib/qemu/channel/target/domain-9999-xxxxxxxxxxxxxxxxxxxx/org.qemu.guest_agent.0",
+        ] {
+            check_socket_path(&libvirt_root.join(socket))
+                .context("libvirt's directory is too deep for its sockets (see --libvirt-dir)")?;
+        }
     } else {
         // Before any thread exists: unshare(CLONE_NEWNS) refuses multi-threaded callers.
         libvirt::enter_daemon_mount_namespace(&libvirt_root)?;

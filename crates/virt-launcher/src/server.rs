@@ -53,9 +53,10 @@ impl launcher_proto::Launcher for Service {
     }
 
     async fn sync(&self, req: Request<SyncRequest>) -> Reply<DomainStatus> {
+        let req = req.into_inner();
         let st = self
             .launcher
-            .sync(&req.into_inner().vmi_json)
+            .sync(&req.vmi_json, &req.container_disks)
             .await
             .map_err(status)?;
         Ok(Response::new(st))

@@ -97,6 +97,7 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
     let status = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
@@ -108,6 +109,7 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
     let again = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .expect("second sync")
@@ -284,6 +286,7 @@ async fn started(
     let st = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
@@ -424,6 +427,7 @@ async fn daemon_mode_runs_the_domain_and_stops_its_libvirtd() {
     let st = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))

@@ -107,6 +107,7 @@ async fn masquerade_gives_dhcp_and_forwards_through_the_nat() {
     let status = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))
@@ -226,6 +227,7 @@ async fn bridge_hands_the_pod_address_to_the_guest_and_restores_it() {
     let status = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))

@@ -94,6 +94,7 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
     let st = client
         .sync(SyncRequest {
             vmi_json: serde_json::to_vec(&vmi).expect("json"),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("sync: {e}\n{}", l.log()))

@@ -116,10 +116,12 @@ impl Config {
 
     /// `DATA/nodes/<node>/kubelet` (plays `/var/lib/kubelet`).
     pub fn root(&self) -> PathBuf {
-        self.data_dir
-            .join("nodes")
-            .join(&self.node_name)
-            .join("kubelet")
+        self.node_dir().join("kubelet")
+    }
+
+    /// `DATA/nodes/<node>`: the node's own files (kubelet root, libvirt capability cache).
+    pub fn node_dir(&self) -> PathBuf {
+        self.data_dir.join("nodes").join(&self.node_name)
     }
 }
 

@@ -22,10 +22,13 @@ use nix::sys::signal::Signal;
 use tokio::sync::{Notify, watch};
 
 use crate::backoff::should_restart;
-use crate::images::{ImageKind, expand, program_args};
+use crate::images::{self, ImageKind, expand, program_args};
 use crate::shim::{Exited, ShimSpec, Started};
 use crate::status::{ContainerInfo, StatusInput};
 use crate::{Shared, downward, network, probes, runtime, volumes};
+
+/// The launcher's environment variable for the node's QEMU capability cache.
+const LIBVIRT_CACHE_ENV: &str = "KUBEVIRT_RS_LIBVIRT_CACHE";
 
 /// The pod's sandbox: what its containers share.
 #[derive(Clone, Debug)]
@@ -720,7 +723,22 @@ impl Worker {
         let sandbox = self.sandbox.clone()?;
         let ip = sandbox.ip.to_string();
         let env = match self.env(pod, c, &ip).await {
-            Ok(e) => e,
+            Ok(mut e) => {
+                // The node's QEMU capability cache (DATA/nodes/<node>/libvirt-caps, see the
+                // design notes) for launchers: the first one on the node probes QEMU (about 8 s
+                // under TCG) and writes it back, the others start from it. A real node's
+                // launcher image would carry it; ours is a program on the node.
+                if images::repository_name(&image) == "virt-launcher"
+                    && !e.iter().any(|(k, _)| k == LIBVIRT_CACHE_ENV)
+                {
+                    let caps = self.shared.config.node_dir().join("libvirt-caps");
+                    e.push((
+                        LIBVIRT_CACHE_ENV.into(),
+                        caps.to_string_lossy().into_owned(),
+                    ));
+                }
+                e
+            }
             Err(msg) => {
                 let st = self.containers.entry(c.name.clone()).or_default();
                 st.waiting = Some(("CreateContainerConfigError".into(), Some(msg.clone())));

@@ -659,6 +659,10 @@ pub fn launcher_pod(
             name.clone(),
             "--uid".into(),
             uid,
+            // libvirt's sockets live under its directory; the scratch directory's path is too
+            // long for them on some nodes.
+            "--libvirt-dir".into(),
+            paths::LIBVIRT_RUNTIME.into(),
         ]),
         env: Some(vec![EnvVar {
             name: "POD_NAME".into(),
@@ -876,7 +880,7 @@ mod tests {
         );
         assert_eq!(
             c.args.as_ref().unwrap().join(" "),
-            "--namespace ns1 --name testvmi --uid 1234-uid"
+            "--namespace ns1 --name testvmi --uid 1234-uid --libvirt-dir /var/run/libvirt"
         );
         let req = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
         // 128Mi guest + 80 base + 32 TCG + 2 per vCPU + 8 graphics + 128Mi/512.

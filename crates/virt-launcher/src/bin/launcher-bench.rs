@@ -184,6 +184,7 @@ async fn run_once(
         let st = client
             .sync(SyncRequest {
                 vmi_json: serde_json::to_vec(&vmi)?,
+                ..Default::default()
             })
             .await?
             .into_inner();
