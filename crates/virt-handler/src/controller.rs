@@ -32,6 +32,9 @@ pub const NODE_NAME_LABEL: &str = "kubevirt.io/nodeName";
 /// The label on launcher pods naming their VMI's uid.
 pub const CREATED_BY_LABEL: &str = "kubevirt.io/created-by";
 
+/// How soon a VMI whose pod is still starting is looked at again.
+const STARTING_RETRY: Duration = Duration::from_millis(250);
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// This node's name.
@@ -89,6 +92,14 @@ pub fn pick_pod<'a>(pods: &'a [Pod], node: &str) -> Option<&'a Pod> {
         .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
         .filter(|p| p.metadata.uid.is_some())
         .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// Has this VMI not reached Running yet (so Sync would define its domain)?
+fn vmi_not_started(vmi: &VirtualMachineInstance) -> bool {
+    matches!(
+        vmi.status.as_ref().and_then(|s| s.phase.as_deref()),
+        None | Some("") | Some("Pending") | Some("Scheduling") | Some("Scheduled")
+    )
 }
 
 fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> Error {
@@ -241,13 +252,25 @@ async fn reconcile_vmi(
         });
     };
     let socket = launcher_socket(&ctx.config.kubelet_root, &pod_uid);
+    // A starting pod is looked at again soon rather than at the next poll: its launcher is
+    // ready about 100 ms after it starts, and the guest's start waits for this handler.
     if !socket.exists() {
         tracing::debug!(socket = %socket.display(), "launcher socket not there (yet)");
         return Ok(if stopping {
             Action::await_change()
         } else {
-            Action::requeue(ctx.config.poll)
+            Action::requeue(STARTING_RETRY)
         });
+    }
+    let wanted_disks = vmi
+        .spec
+        .volumes
+        .iter()
+        .filter(|v| v.volume_source.container_disk.is_some())
+        .count();
+    if !stopping && vmi_not_started(vmi) && container_disks.len() < wanted_disks {
+        tracing::debug!("containerDisk containers not running (yet)");
+        return Ok(Action::requeue(STARTING_RETRY));
     }
     let mut conn = match connect(&socket).await {
         Ok(c) => c,

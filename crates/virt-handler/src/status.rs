@@ -86,6 +86,19 @@ pub fn next(
     let new_phase = phase(current.phase(), observed.domain);
     if new_phase != current.phase() {
         out.phase = Some(new_phase.clone());
+        // Upstream records when each phase was first reached (density measurements read it).
+        if !out
+            .phase_transition_timestamps
+            .iter()
+            .any(|p| p.phase.as_deref() == Some(new_phase.as_str()))
+        {
+            out.phase_transition_timestamps.push(
+                kubevirt_api::v1::VirtualMachineInstancePhaseTransitionTimestamp {
+                    phase: Some(new_phase.clone()),
+                    phase_transition_timestamp: Some(t.clone()),
+                },
+            );
+        }
     }
     if out.node_name.is_none() {
         out.node_name = Some(node.to_string());
@@ -337,6 +350,27 @@ mod tests {
         assert_eq!(out.node_name.as_deref(), Some("node-a"));
         assert!(out.condition(vmi_condition_types::READY).is_none());
         assert!(out.condition(vmi_condition_types::PAUSED).is_none());
+    }
+
+    #[test]
+    fn running_records_its_transition_time_once() {
+        let d = dom(DomainState::Running, StateReason::Booted);
+        let obs = Observed {
+            domain: Some(&d),
+            ..Default::default()
+        };
+        let s = next(&status("Scheduled"), &obs, "n1", now());
+        let running: Vec<_> = s
+            .phase_transition_timestamps
+            .iter()
+            .filter(|p| p.phase.as_deref() == Some("Running"))
+            .collect();
+        assert_eq!(running.len(), 1);
+        let again = next(&s, &obs, "n1", now());
+        assert_eq!(
+            again.phase_transition_timestamps.len(),
+            s.phase_transition_timestamps.len()
+        );
     }
 
     #[test]
