@@ -4,7 +4,10 @@
 //! the aggregation support of the embedded API server.
 
 pub mod admission;
+pub mod authz;
+pub mod handler;
 pub mod lifecycle;
 pub mod server;
 pub mod subresources;
+pub mod vmi;
 pub mod webhooks;

@@ -31,6 +31,14 @@ struct Args {
     /// in-cluster configuration is tried, and without that only the webhooks are served.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// The cluster CA (PEM) that virt-handlers' console servers chain to (DATA/pki/ca.crt).
+    /// With --ca-key-file, virt-api mints its client certificate for them from it; without
+    /// both, console, vnc, pause and the guest agent subresources answer 503.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// The cluster CA's private key (PEM).
+    #[arg(long)]
+    ca_key_file: Option<PathBuf>,
 }
 
 /// A client for the subresource API, when one can be configured.
@@ -110,9 +118,20 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(dir.join("ca.crt"), &pki.ca_pem)?;
     }
     let mut router = server::router(Arc::new(server::Shared::default()));
+    let handler_tls = match (&args.ca_file, &args.ca_key_file) {
+        (Some(ca), Some(key)) => {
+            let ca =
+                std::fs::read_to_string(ca).with_context(|| format!("read {}", ca.display()))?;
+            let key =
+                std::fs::read_to_string(key).with_context(|| format!("read {}", key.display()))?;
+            Some(virt_api::handler::client_tls(&ca, &key).context("virt-handler client TLS")?)
+        }
+        _ => None,
+    };
     if let Some(client) = client(&args).await? {
         router = router.merge(subresources::router(Arc::new(subresources::Subresources {
             client,
+            handler_tls,
         })));
     } else {
         tracing::warn!("no kubeconfig and not in a cluster: serving the webhooks only");

@@ -1,15 +1,14 @@
 //! The `subresources.kubevirt.io/v1` API that the API server aggregates to virt-api: VM
 //! `start`, `stop` and `restart` (planned by [`crate::lifecycle`] and applied here), discovery,
+//! `migrate`, the VMI subresources of [`crate::vmi`] (through virt-handler), discovery,
 //! `version` and `healthz`. Paths, verbs and bodies are upstream's, so virtctl works unchanged.
 //!
-//! Not yet: authorizing each call as the calling user (a SubjectAccessReview, as upstream does)
-//! needs the API server's authentication, which comes with API aggregation; until then calls
-//! act with virt-api's own identity. VMI pause/unpause/console/vnc need virt-handler.
+//! Each call is authorized as the calling user named by the aggregator (a SubjectAccessReview,
+//! [`crate::authz`]); the change itself is made with virt-api's own identity, as upstream.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +24,37 @@ pub const GROUP_VERSION: &str = "subresources.kubevirt.io/v1";
 /// What the handlers share.
 pub struct Subresources {
     pub client: kube::Client,
+    /// The TLS client side towards virt-handlers (see [`crate::handler::client_tls`]); without
+    /// it the VMI subresources that need a handler answer 503.
+    pub handler_tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Subresources {
+    /// Authorizes the request as its calling user; the response to send when refused (401
+    /// with the reason as plain text, as upstream's virt-api).
+    pub async fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        method: &axum::http::Method,
+        namespace: &str,
+        resource: &str,
+        name: &str,
+        subresource: &str,
+    ) -> Result<(), Response> {
+        let target = crate::authz::Target {
+            namespace: namespace.into(),
+            resource: resource.into(),
+            name: name.into(),
+            subresource: subresource.into(),
+        };
+        match crate::authz::authorize(&self.client, headers, method, &target).await {
+            Ok(()) => Ok(()),
+            Err(crate::authz::Denied::Failed(m)) => {
+                Err((StatusCode::INTERNAL_SERVER_ERROR, m).into_response())
+            }
+            Err(d) => Err((StatusCode::UNAUTHORIZED, d.to_string()).into_response()),
+        }
+    }
 }
 
 /// The routes under `/apis/subresources.kubevirt.io/v1`.
@@ -34,11 +64,16 @@ pub fn router(shared: Arc<Subresources>) -> Router {
         .route("/apis/subresources.kubevirt.io/v1/version", get(version))
         .route("/apis/subresources.kubevirt.io/v1/healthz", get(|| async { "ok" }))
         .route("/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/{action}", put(vm_action))
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{action}",
+            get(crate::vmi::vmi_action).put(crate::vmi::vmi_action),
+        )
         .with_state(shared)
 }
 
 async fn discovery() -> Response {
     let sub = |name: &str, kind: &str| json!({"name": name, "singularName": "", "namespaced": true, "kind": kind, "verbs": ["put"]});
+    let vmi_sub = |name: &str, verbs: &[&str]| json!({"name": name, "singularName": "", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": verbs});
     let body = json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -47,6 +82,14 @@ async fn discovery() -> Response {
             sub("virtualmachines/start", "VirtualMachine"),
             sub("virtualmachines/stop", "VirtualMachine"),
             sub("virtualmachines/restart", "VirtualMachine"),
+            sub("virtualmachines/migrate", "VirtualMachine"),
+            vmi_sub("virtualmachineinstances/console", &["get"]),
+            vmi_sub("virtualmachineinstances/vnc", &["get"]),
+            vmi_sub("virtualmachineinstances/pause", &["put"]),
+            vmi_sub("virtualmachineinstances/unpause", &["put"]),
+            vmi_sub("virtualmachineinstances/guestosinfo", &["get"]),
+            vmi_sub("virtualmachineinstances/userlist", &["get"]),
+            vmi_sub("virtualmachineinstances/filesystemlist", &["get"]),
         ]
     });
     json_response(StatusCode::OK, body)
@@ -70,10 +113,15 @@ fn json_response(code: StatusCode, body: serde_json::Value) -> Response {
 
 /// A metav1 Status, as every Kubernetes API failure is reported.
 fn status(code: u16, reason: &str, message: &str, name: &str) -> Response {
+    status_of(code, reason, message, name, "virtualmachines")
+}
+
+/// A metav1 Status about `name` of `kind` (the resource's plural).
+pub fn status_of(code: u16, reason: &str, message: &str, name: &str, kind: &str) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason,
-        "details": {"name": name, "group": "kubevirt.io", "kind": "virtualmachines"},
+        "details": {"name": name, "group": "kubevirt.io", "kind": kind},
         "code": code,
     });
     json_response(
@@ -115,8 +163,28 @@ fn body_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Res
 async fn vm_action(
     State(s): State<Arc<Subresources>>,
     Path((namespace, name, action)): Path<(String, String, String)>,
-    body: Bytes,
+    req: axum::extract::Request,
 ) -> Response {
+    if let Err(r) = s
+        .authorize(
+            &req.headers().clone(),
+            &req.method().clone(),
+            &namespace,
+            "virtualmachines",
+            &name,
+            &action,
+        )
+        .await
+    {
+        return r;
+    }
+    let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return status(400, "BadRequest", &e.to_string(), &name),
+    };
+    if action == "migrate" {
+        return crate::vmi::migrate(&s, &namespace, &name, &body).await;
+    }
     let vms: Api<VirtualMachine> = Api::namespaced(s.client.clone(), &namespace);
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(s.client.clone(), &namespace);
     let vm = match vms.get(&name).await {

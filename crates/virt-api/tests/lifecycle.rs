@@ -34,10 +34,17 @@ async fn cluster(
 }
 
 async fn call(app: &axum::Router, action: &str, body: &str) -> (StatusCode, String) {
+    call_vm(app, "testvm", action, body).await
+}
+
+async fn call_vm(app: &axum::Router, vm: &str, action: &str, body: &str) -> (StatusCode, String) {
     let req = Request::builder()
         .method(Method::PUT)
+        // As the aggregator names the caller; virt-api reviews it with a SubjectAccessReview.
+        .header("x-remote-user", "admin")
+        .header("x-remote-group", "system:masters")
         .uri(format!(
-            "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/testvm/{action}"
+            "/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/{vm}/{action}"
         ))
         .body(Body::from(body.to_string()))
         .expect("request");
@@ -74,6 +81,7 @@ async fn start_stop_restart_follow_upstream() {
     assert!(created.is_some(), "the VM could be created");
     let app = router(Arc::new(Subresources {
         client: client.clone(),
+        handler_tls: None,
     }));
 
     let (code, body) = call(&app, "restart", "").await;
@@ -128,14 +136,17 @@ async fn start_stop_restart_follow_upstream() {
 
     let (code, body) = call(&app, "stop", "{not json").await;
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    let (code, body) = call_vm(&app, "nope", "start", "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    // Without the aggregator's X-Remote-User there is nobody to authorize: 401, as upstream.
     let req = Request::builder()
         .method(Method::PUT)
-        .uri("/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/nope/start")
+        .uri("/apis/subresources.kubevirt.io/v1/namespaces/default/virtualmachines/testvm/start")
         .body(Body::empty())
         .expect("request");
     assert_eq!(
         app.clone().oneshot(req).await.expect("answered").status(),
-        StatusCode::NOT_FOUND
+        StatusCode::UNAUTHORIZED
     );
     running.task.abort();
 }

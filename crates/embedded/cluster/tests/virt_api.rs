@@ -242,6 +242,7 @@ async fn virt_api_subresources_through_aggregation() {
     let router = virt_api::server::router(Arc::new(virt_api::server::Shared::default())).merge(
         virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
             client: own,
+            handler_tls: None,
         })),
     );
     let task = kubevirt_https::serve(listener, pki.server_config().expect("tls"), router);
