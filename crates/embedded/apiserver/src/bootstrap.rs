@@ -549,15 +549,18 @@ pub fn objects() -> Vec<Value> {
                     &["virtualmachineinstances"],
                     &["get", "list", "watch", "delete", "patch"],
                 ),
+                r(&["kubevirt.io"], &["kubevirts"], READ),
+                // `migrate` creates the migration.
                 r(
                     &["kubevirt.io"],
-                    &["kubevirts", "virtualmachineinstancemigrations"],
-                    READ,
+                    &["virtualmachineinstancemigrations"],
+                    &["get", "list", "watch", "create"],
                 ),
                 r(&["instancetype.kubevirt.io"], &["*"], READ),
+                // Nodes: where each node's virt-handler serves (its console address annotation).
                 r(
                     &[""],
-                    &["pods", "configmaps", "persistentvolumeclaims"],
+                    &["pods", "configmaps", "persistentvolumeclaims", "nodes"],
                     READ,
                 ),
                 r(
