@@ -1,0 +1,544 @@
+//! End to end (issue 8): KubeVirt's VM lifecycle on `virt-cluster up`, with the real kubectl,
+//! our virtctl, and the test guest booting under QEMU from its containerDisk in the local
+//! registry. Each test runs its own cluster (data directory, free port, node prefix); a guard
+//! runs `down` and kills by pid file when dropped, and `down` kills what is left in the pods'
+//! cgroups, so a failing test leaves no QEMU behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+const EXE: &str = env!("CARGO_BIN_EXE_virt-cluster");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(3)
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The binaries `up` starts, and virtctl, built next to `virt-cluster` (a no-op after a
+/// workspace build); the guest image pushed to the local registry (cached by content).
+fn prepare() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--bins"]);
+        for p in [
+            "virt-api",
+            "virt-controller",
+            "virt-handler",
+            "virt-launcher",
+            "virtctl",
+        ] {
+            cmd.args(["-p", p]);
+        }
+        if EXE.contains("/release/") {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success() || bin("virtctl").exists(),
+            "building the components failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let root = repo_root();
+        for script in [&["registry", "start"][..], &["guest-image", "--push"][..]] {
+            let out = Command::new(root.join("scripts").join(script[0]))
+                .args(&script[1..])
+                .current_dir(&root)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run a script");
+            assert!(
+                out.status.success(),
+                "scripts/{} failed (the end-to-end tests need the guest image in the local \
+                 registry):\n{}{}",
+                script.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+}
+
+fn bin(name: &str) -> PathBuf {
+    Path::new(EXE).parent().expect("bin dir").join(name)
+}
+
+struct Cluster {
+    dir: PathBuf,
+    prefix: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A running one-node cluster.
+    fn up(tag: &str) -> Cluster {
+        prepare();
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let c = Cluster {
+            dir: tmp.path().to_path_buf(),
+            prefix: format!("e{}{tag}", std::process::id() % 100_000),
+            _tmp: tmp,
+        };
+        let out = c.run(&[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--node-prefix",
+            &c.prefix,
+            "--timeout",
+            "180",
+        ]);
+        assert!(out.status.success(), "virt-cluster up: {}", text(&out));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(EXE)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run virt-cluster")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(self.dir.join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.join("kubectl-cache"))
+            .args(args)
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kubectl")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(o.status.success(), "kubectl {args:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f -` of a YAML text.
+    fn apply(&self, yaml: &str) -> Output {
+        let file = self.dir.join(format!("apply-{}.yaml", rand_suffix(yaml)));
+        std::fs::write(&file, yaml).expect("write manifest");
+        self.kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")])
+    }
+
+    fn virtctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("virtctl"))
+            .args(args)
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run virtctl")
+    }
+
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let o = self.kubectl(&[what, &["-o", &format!("jsonpath={path}")]].concat());
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn vmi_uid(&self, name: &str) -> String {
+        self.jsonpath(&["get", "vmi", name], "{.metadata.uid}")
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Cluster) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f(self) {
+            if Instant::now() >= deadline {
+                let state = self.kubectl(&["get", "vm,vmi,pods", "-o", "wide"]);
+                panic!(
+                    "timed out waiting for {what}\n{}\nvirt-handler log tail:\n{}",
+                    text(&state),
+                    self.log_tail("virt-handler")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn log_tail(&self, component: &str) -> String {
+        let Ok(rd) = std::fs::read_dir(self.dir.join("logs")) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(component) {
+                let t = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let lines: Vec<&str> = t.lines().collect();
+                out += &lines[lines.len().saturating_sub(15)..].join("\n");
+            }
+        }
+        out
+    }
+
+    /// The serial console log of the VMI's current launcher pod (the launcher writes it next
+    /// to the console socket in the pod's sockets emptyDir).
+    fn serial_log(&self, vmi: &str) -> String {
+        let uid = self.jsonpath(
+            &[
+                "get",
+                "pods",
+                "-l",
+                &format!("kubevirt.io/created-by={}", self.vmi_uid(vmi)),
+            ],
+            "{.items[0].metadata.uid}",
+        );
+        if uid.is_empty() {
+            return String::new();
+        }
+        let node = format!("{}01", self.prefix);
+        let path = self
+            .dir
+            .join("nodes")
+            .join(node)
+            .join("kubelet/pods")
+            .join(uid)
+            .join("volumes/kubernetes.io~empty-dir/sockets/virt-serial0-log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// QEMU processes of this cluster's pods (by their cgroup, which names the node).
+    fn qemu_pids(&self) -> Vec<u32> {
+        let node = format!("{}01", self.prefix);
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                String::from_utf8_lossy(&cmd).contains("qemu-system")
+                    && String::from_utf8_lossy(&cmd).contains("guest=")
+                    && cg.contains(&format!("/{node}/"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--timeout", "60"]);
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("run")) {
+            for e in rd.flatten() {
+                if let Some(pid) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+                {
+                    let _ = Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+    }
+}
+
+fn rand_suffix(s: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    Instant::now().hash(&mut h);
+    format!("{:x}", h.finish())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn testvm() -> String {
+    std::fs::read_to_string(repo_root().join("examples/testvm.yaml")).expect("examples/testvm.yaml")
+}
+
+#[test]
+fn testvm_start_console_stop_restart_crash_and_delete() {
+    let c = Cluster::up("a");
+    let o = c.apply(&testvm());
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("VM printableStatus Stopped", Duration::from_secs(30), |c| {
+        c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Stopped"
+    });
+
+    // start; kubectl wait for Ready; the console shows the boot and the login prompt.
+    let t0 = Instant::now();
+    let o = c.virtctl(&["start", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the VMI to exist", Duration::from_secs(30), |c| {
+        !c.vmi_uid("testvm").is_empty()
+    });
+    let o = c.kubectl(&[
+        "wait",
+        "vmi/testvm",
+        "--for=condition=Ready",
+        "--timeout=120s",
+    ]);
+    assert!(o.status.success(), "kubectl wait: {}", text(&o));
+    eprintln!("testvm Ready {:?} after virtctl start", t0.elapsed());
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}"),
+        "Running"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.conditions[?(@.type==\"SoftwareEmulation\")].status}"
+        ),
+        "True",
+        "no KVM here: the SoftwareEmulation condition"
+    );
+    assert!(
+        !c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.interfaces[0].ipAddress}"
+        )
+        .is_empty()
+    );
+    c.wait(
+        "the login prompt on the console",
+        Duration::from_secs(60),
+        |c| c.serial_log("testvm").contains("testvm login:"),
+    );
+    let console = c.serial_log("testvm");
+    assert!(
+        console.contains("guest-init: kubevirt-rs guest")
+            && console.contains("cloud-init: hostname testvm"),
+        "boot lines: {console}"
+    );
+    c.wait("VM printableStatus Running", Duration::from_secs(30), |c| {
+        c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Running"
+    });
+
+    // runStrategy Always (set by start): killing QEMU brings a new VMI.
+    let first = c.vmi_uid("testvm");
+    let qemu = c.qemu_pids();
+    assert_eq!(qemu.len(), 1, "one QEMU for testvm: {qemu:?}");
+    let _ = Command::new("kill")
+        .args(["-9", &qemu[0].to_string()])
+        .status();
+    c.wait(
+        "a new VMI after QEMU was killed",
+        Duration::from_secs(120),
+        |c| {
+            let uid = c.vmi_uid("testvm");
+            !uid.is_empty()
+                && uid != first
+                && c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}") == "Running"
+        },
+    );
+
+    // restart: a new VMI uid.
+    let second = c.vmi_uid("testvm");
+    let o = c.virtctl(&["restart", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("a new VMI after restart", Duration::from_secs(120), |c| {
+        let uid = c.vmi_uid("testvm");
+        !uid.is_empty()
+            && uid != second
+            && c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}") == "Running"
+    });
+
+    // stop: the VMI goes, the VM is Stopped.
+    let o = c.virtctl(&["stop", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the VMI gone after stop", Duration::from_secs(120), |c| {
+        c.vmi_uid("testvm").is_empty()
+    });
+    c.wait("VM Stopped", Duration::from_secs(30), |c| {
+        c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Stopped"
+    });
+    assert!(c.qemu_pids().is_empty(), "QEMU left after stop");
+
+    // start again, then delete the VM: VMI and pod go.
+    let o = c.virtctl(&["start", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the VMI running again", Duration::from_secs(120), |c| {
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}") == "Running"
+    });
+    c.ok(&["delete", "vm", "testvm", "--timeout=120s"]);
+    c.wait(
+        "VMI and pod gone with the VM",
+        Duration::from_secs(120),
+        |c| {
+            c.ok(&["get", "vmi,pods", "--no-headers", "-o", "name"])
+                .trim()
+                .is_empty()
+        },
+    );
+    assert!(
+        c.qemu_pids().is_empty(),
+        "QEMU left after the VM was deleted"
+    );
+}
+
+#[test]
+fn bad_manifests_are_refused_with_upstreams_messages() {
+    let c = Cluster::up("b");
+    // No disk for a volume, and a negative memory request: the validating webhook refuses both.
+    let bad = r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: bad
+spec:
+  runStrategy: Halted
+  template:
+    spec:
+      domain:
+        devices:
+          disks:
+            - name: missing
+              disk: {bus: virtio}
+        resources:
+          requests:
+            memory: 128Mi
+      volumes:
+        - name: root
+          containerDisk: {image: 127.0.0.1:5000/kubevirt-rs/guest:latest}
+"#;
+    let o = c.apply(bad);
+    assert!(!o.status.success(), "accepted: {}", text(&o));
+    // Upstream's validator answers 422 with causes, which kubectl prints as below.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "The request is invalid: spec.template.spec.domain.devices.disks[0].name: \
+             spec.template.spec.domain.devices.disks[0].Name 'missing' not found."
+        ),
+        "{err}"
+    );
+    // An unknown field is named by the API server (strict decoding by kubectl's default).
+    let unknown = testvm().replace(
+        "runStrategy: Halted",
+        "runStrategy: Halted\n  runStrategyy: x",
+    );
+    let o = c.apply(&unknown);
+    assert!(!o.status.success(), "accepted: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("runStrategyy"),
+        "{}",
+        text(&o)
+    );
+    assert!(c.ok(&["get", "vm", "--no-headers"]).trim().is_empty());
+}
+
+#[test]
+fn replicaset_scales_and_instancetype_sizes_the_vmi() {
+    let c = Cluster::up("c");
+    // An instancetype gives the VMI its cpu and memory.
+    let o = c.apply(
+        r#"apiVersion: instancetype.kubevirt.io/v1beta1
+kind: VirtualMachineInstancetype
+metadata:
+  name: tiny
+spec:
+  cpu: {guest: 2}
+  memory: {guest: 96Mi}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: sized
+spec:
+  runStrategy: Always
+  instancetype: {name: tiny, kind: VirtualMachineInstancetype}
+  template:
+    spec:
+      domain:
+        devices:
+          disks:
+            - name: root
+              disk: {bus: virtio}
+      volumes:
+        - name: root
+          containerDisk: {image: 127.0.0.1:5000/kubevirt-rs/guest:latest}
+"#,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the sized VMI", Duration::from_secs(60), |c| {
+        !c.vmi_uid("sized").is_empty()
+    });
+    let topology = c.jsonpath(
+        &["get", "vmi", "sized"],
+        "{.spec.domain.cpu.sockets} {.spec.domain.cpu.cores} {.spec.domain.cpu.threads}",
+    );
+    let vcpus: u32 = topology
+        .split_whitespace()
+        .map(|n| n.parse::<u32>().unwrap_or(1))
+        .product();
+    assert_eq!(vcpus, 2, "cpu topology {topology:?}");
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "sized"], "{.spec.domain.memory.guest}"),
+        "96Mi"
+    );
+    c.ok(&["delete", "vm", "sized", "--timeout=120s"]);
+
+    // A VMIRS scales 0 -> 3 -> 1, each replica running the guest.
+    let o = c.apply(
+        r#"apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstanceReplicaSet
+metadata:
+  name: rs
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: rs}
+  template:
+    metadata:
+      labels: {app: rs}
+    spec:
+      domain:
+        devices:
+          disks:
+            - name: root
+              disk: {bus: virtio}
+        resources:
+          requests: {memory: 64Mi, cpu: 10m}
+      volumes:
+        - name: root
+          containerDisk: {image: 127.0.0.1:5000/kubevirt-rs/guest:latest}
+"#,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let running = |c: &Cluster| {
+        c.jsonpath(&["get", "vmi", "-l", "app=rs"], "{.items[*].status.phase}")
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+    };
+    c.ok(&["scale", "vmirs", "rs", "--replicas=3"]);
+    c.wait("3 replicas running", Duration::from_secs(180), |c| {
+        running(c) == 3
+    });
+    c.wait("readyReplicas 3", Duration::from_secs(60), |c| {
+        c.jsonpath(&["get", "vmirs", "rs"], "{.status.readyReplicas}") == "3"
+    });
+    c.ok(&["scale", "vmirs", "rs", "--replicas=1"]);
+    c.wait("1 replica left", Duration::from_secs(180), |c| {
+        c.ok(&["get", "vmi", "-l", "app=rs", "--no-headers", "-o", "name"])
+            .lines()
+            .count()
+            == 1
+    });
+    assert_eq!(running(&c), 1);
+}
