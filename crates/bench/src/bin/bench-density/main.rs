@@ -97,6 +97,11 @@ struct RunArgs {
     /// Skip the floor.
     #[arg(long)]
     no_floor: bool,
+    /// Skip the warm-up VMI (one VMI run to Running and deleted before the measured ones, as
+    /// the floor's warm-up: the node then holds the pulled containerDisk and a warm QEMU
+    /// capability cache, as a node that has run VMs before does).
+    #[arg(long)]
+    no_warmup: bool,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -313,6 +318,10 @@ async fn bench(args: &RunArgs) -> anyhow::Result<i32> {
         args.image,
         args.interval_ms
     );
+
+    if !args.no_warmup {
+        warm_up(args, &run, &vmis, &pods).await?;
+    }
 
     // Watch first, so that no transition is missed.
     let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
@@ -712,6 +721,62 @@ async fn bench(args: &RunArgs) -> anyhow::Result<i32> {
     }
     let failed = !not_running.is_empty() || !failed_creates.is_empty() || floor_error.is_some();
     Ok(if failed { 1 } else { 0 })
+}
+
+/// One VMI to Running and deleted again (not measured).
+async fn warm_up(
+    args: &RunArgs,
+    run: &str,
+    vmis: &Api<DynamicObject>,
+    pods: &Api<Pod>,
+) -> anyhow::Result<()> {
+    let name = format!("density-{run}-warmup");
+    let obj: DynamicObject =
+        serde_json::from_value(vmi_manifest(args, &format!("{run}-warmup"), &name))?;
+    let t0 = Instant::now();
+    let created = vmis
+        .create(&PostParams::default(), &obj)
+        .await
+        .context("create the warm-up VMI")?;
+    let uid = created.metadata.uid.clone().unwrap_or_default();
+    let deadline = t0 + Duration::from_secs(args.timeout_s);
+    loop {
+        let phase = vmis.get_opt(&name).await.ok().flatten().and_then(|v| {
+            v.data
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .map(String::from)
+        });
+        if phase.as_deref() == Some("Running") {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = vmis.delete(&name, &DeleteParams::default()).await;
+            bail!(
+                "the warm-up VMI {name} is not Running after {} s (phase {phase:?})",
+                args.timeout_s
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  warm-up VMI Running in {:.1} s (not counted)",
+        t0.elapsed().as_secs_f64()
+    );
+    let _ = vmis.delete(&name, &DeleteParams::default()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let left = pods
+            .list(&ListParams::default().labels(&format!("kubevirt.io/created-by={uid}")))
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 struct FloorFigures {
