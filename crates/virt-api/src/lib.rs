@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod authz;
+pub mod certs;
 pub mod handler;
 pub mod lifecycle;
 pub mod server;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use virt_api::{server, subresources, webhooks};
+use virt_api::{certs, server, subresources, webhooks};
 
 #[derive(Parser, Debug)]
 #[command(name = "virt-api", about = "KubeVirt's admission webhooks")]
@@ -31,6 +31,13 @@ struct Args {
     /// in-cluster configuration is tried, and without that only the webhooks are served.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// virt-api's namespace (where its certificate Secret lives).
+    #[arg(long, default_value = "kubevirt")]
+    namespace: String,
+    /// The Secret holding virt-api's CA and serving certificate (reused across restarts,
+    /// regenerated before expiry; needs a cluster).
+    #[arg(long, default_value = certs::DEFAULT_SECRET)]
+    cert_secret: String,
     /// The cluster CA (PEM) that virt-handlers' console servers chain to (DATA/pki/ca.crt).
     /// With --ca-key-file, virt-api mints its client certificate for them from it; without
     /// both, console, vnc, pause and the guest agent subresources answer 503.
@@ -93,8 +100,40 @@ async fn main() -> anyhow::Result<()> {
         ip.as_str(),
     ];
     names.extend(args.names.iter().map(String::as_str));
-    let pki = kubevirt_https::SelfSigned::generate("virt-api-ca", &names)
-        .context("generate the serving certificate")?;
+    let names: Vec<String> = names.into_iter().map(str::to_string).collect();
+    let client = client(&args).await?;
+    // The CA and serving certificate: from the Secret when there is a cluster (reused across
+    // restarts, rotated before expiry), else in memory.
+    let store = client.as_ref().map(|c| certs::Store {
+        api: kube::Api::namespaced(c.clone(), &args.namespace),
+        name: args.cert_secret.clone(),
+    });
+    let stored = match store.as_ref() {
+        Some(s) => match s.load_or_rotate(&names, jiff::Timestamp::now()).await {
+            Ok(x) => Some(x),
+            // Without access to the Secret we still serve, with certificates of this run only.
+            Err(e) => {
+                tracing::warn!(secret = %s.name, error = %e, "the certificate Secret is not usable; using in-memory certificates");
+                None
+            }
+        },
+        None => None,
+    };
+    let store = store.filter(|_| stored.is_some());
+    let (pki, previous_ca) = match stored {
+        Some(x) => x,
+        None => (
+            certs::generate(&names, jiff::Timestamp::now()).context("generate the certificates")?,
+            None,
+        ),
+    };
+    let serving = certs::Swappable::new(&pki).context("the serving certificate")?;
+    if let (Some(c), Some(prev)) = (client.as_ref(), previous_ca.as_deref())
+        && let Err(e) =
+            certs::update_ca_bundles(c, &certs::ca_bundle(&pki.ca_pem, Some(prev))).await
+    {
+        tracing::warn!(error = %e, "updating the CA bundles failed");
+    }
     if let Some(dir) = args.webhooks_out.as_ref() {
         let target = target(&args, addr)?;
         let m = serde_json::to_value(webhooks::mutating(&target, &pki.ca_pem))?;
@@ -128,7 +167,16 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    if let Some(client) = client(&args).await? {
+    if let (Some(c), Some(store)) = (client.clone(), store) {
+        tokio::spawn(rotate(
+            c,
+            store,
+            names.clone(),
+            serving.clone(),
+            pki.ca_pem.clone(),
+        ));
+    }
+    if let Some(client) = client {
         router = router.merge(subresources::router(Arc::new(subresources::Subresources {
             client,
             handler_tls,
@@ -136,11 +184,42 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing::warn!("no kubeconfig and not in a cluster: serving the webhooks only");
     }
-    let task = kubevirt_https::serve(listener, pki.server_config()?, router);
+    let task = kubevirt_https::serve(listener, serving.server_config()?, router);
     println!("virt-api listening on https://{addr}");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         r = task => { r.context("server task")?; }
     }
     Ok(())
+}
+
+/// Checks the certificates every hour; when rotated, serves the new certificate and points the
+/// CA bundles at the new CA (with the previous one, for clients that still hold it).
+async fn rotate(
+    client: kube::Client,
+    store: certs::Store,
+    names: Vec<String>,
+    serving: Arc<certs::Swappable>,
+    mut ca: String,
+) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        match store.load_or_rotate(&names, jiff::Timestamp::now()).await {
+            // Also picks up a rotation another replica wrote to the Secret.
+            Ok((b, _)) if b.ca_pem != ca => {
+                if let Err(e) = serving.replace(&b) {
+                    tracing::warn!(error = %e, "serving the new certificate failed");
+                    continue;
+                }
+                let bundle = certs::ca_bundle(&b.ca_pem, Some(&ca));
+                if let Err(e) = certs::update_ca_bundles(&client, &bundle).await {
+                    tracing::warn!(error = %e, "updating the CA bundles failed");
+                }
+                tracing::info!("virt-api certificates rotated");
+                ca = b.ca_pem;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checking the certificates failed"),
+        }
+    }
 }
