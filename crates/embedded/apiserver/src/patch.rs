@@ -78,6 +78,14 @@ fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String]) -> Result<&'a mut Value
     Ok(cur)
 }
 
+/// A JSON pointer from its (unescaped) tokens.
+fn join_pointer(tokens: &[String]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
 fn get_ptr<'a>(doc: &'a Value, ptr: &str) -> Result<&'a Value, String> {
     let mut cur = doc;
     for t in split_pointer(ptr)? {
@@ -180,9 +188,25 @@ pub fn json_patch(doc: &Value, ops: &Value) -> Result<Value, String> {
                 add_at(&mut out, path, v)?;
             }
             "test" => {
-                let have = get_ptr(&out, path)?;
-                if *have != value()? {
-                    return Err(format!("testing value {path} failed"));
+                let want = value()?;
+                // As Kubernetes' JSON patch does: a missing member of an existing object tests
+                // equal to null (clients such as virtctl test `/status/stateChangeRequests`
+                // for null before adding it). A missing parent is still an error.
+                let missing_member_is_null = want.is_null()
+                    && split_pointer(path)?
+                        .split_last()
+                        .is_some_and(|(last, parents)| {
+                            matches!(
+                                get_ptr(&out, &join_pointer(parents)),
+                                Ok(Value::Object(m)) if !m.contains_key(last)
+                            )
+                        });
+                if !missing_member_is_null {
+                    let have = get_ptr(&out, path)
+                        .map_err(|e| format!("test operation does not apply: {e}"))?;
+                    if *have != want {
+                        return Err(format!("testing value {path} failed"));
+                    }
                 }
             }
             other => return Err(format!("Unexpected kind: {other}")),
@@ -394,6 +418,7 @@ mod tests {
                 {"op": "copy", "from": "/spec/runStrategy", "path": "/spec/x"},
                 {"op": "move", "from": "/spec/x", "path": "/spec/y"},
                 {"op": "test", "path": "/spec/y", "value": "Manual"},
+                {"op": "test", "path": "/spec/absent", "value": null},
                 {"op": "add", "path": "/metadata", "value": {"labels": {"a~b/c": "1"}}},
                 {"op": "remove", "path": "/metadata/labels/a~0b~1c"}
             ]),
@@ -418,6 +443,21 @@ mod tests {
             .is_err()
         );
         assert!(json_patch(&doc, &json!({"op": "add"})).is_err());
+        // Null matches only a missing member of an existing object.
+        assert!(
+            json_patch(
+                &doc,
+                &json!([{"op": "test", "path": "/nothing/here", "value": null}])
+            )
+            .is_err()
+        );
+        assert!(
+            json_patch(
+                &doc,
+                &json!([{"op": "test", "path": "/spec/runStrategy", "value": null}])
+            )
+            .is_err()
+        );
     }
 
     #[test]
