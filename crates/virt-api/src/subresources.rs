@@ -68,6 +68,14 @@ pub fn router(shared: Arc<Subresources>) -> Router {
             "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{action}",
             get(crate::vmi::vmi_action).put(crate::vmi::vmi_action),
         )
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/portforward/{port}",
+            get(crate::vmi::portforward),
+        )
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/portforward/{port}/{protocol}",
+            get(crate::vmi::portforward),
+        )
         .with_state(shared)
 }
 
@@ -85,6 +93,7 @@ async fn discovery() -> Response {
             sub("virtualmachines/migrate", "VirtualMachine"),
             vmi_sub("virtualmachineinstances/console", &["get"]),
             vmi_sub("virtualmachineinstances/vnc", &["get"]),
+            vmi_sub("virtualmachineinstances/portforward", &["get"]),
             vmi_sub("virtualmachineinstances/pause", &["put"]),
             vmi_sub("virtualmachineinstances/unpause", &["put"]),
             vmi_sub("virtualmachineinstances/guestosinfo", &["get"]),

@@ -2,7 +2,8 @@
 //! (websockets, subprotocol `plain.kubevirt.io`, spliced byte for byte to the handler, which
 //! speaks the websocket and relays to the launcher's sockets), `pause` and `unpause`, and the
 //! guest agent's `guestosinfo`, `userlist`, `filesystemlist` (409 "VMI does not have guest agent
-//! connected" without the AgentConnected condition, as upstream). Also VM `migrate`, which
+//! connected" without the AgentConnected condition, as upstream), `portforward/{port}[/{protocol}]`
+//! (websocket, spliced like the console). Also VM `migrate`, which
 //! creates a VirtualMachineInstanceMigration.
 
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub fn validate(vmi: &VirtualMachineInstance, action: &str) -> Result<(), (u16, 
     };
     let paused = has("Paused");
     match action {
-        "console" | "vnc" if !running => Err((
+        "console" | "vnc" | "portforward" if !running => Err((
             400,
             "Unable to connect to VM because phase is not Running".into(),
         )),
@@ -71,9 +72,52 @@ pub async fn vmi_action(
     Path((namespace, name, action)): Path<(String, String, String)>,
     req: Request,
 ) -> Response {
+    let tail = action.clone();
+    act(&s, namespace, name, action, tail, req).await
+}
+
+/// `.../virtualmachineinstances/{name}/portforward/{port}[/{protocol}]` (GET, websocket).
+pub async fn portforward(
+    State(s): State<Arc<Subresources>>,
+    Path(params): Path<Vec<(String, String)>>,
+    req: Request,
+) -> Response {
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let mut tail = format!("portforward/{}", get("port"));
+    let protocol = get("protocol");
+    if !protocol.is_empty() {
+        tail = format!("{tail}/{protocol}");
+    }
+    act(
+        &s,
+        get("namespace"),
+        get("name"),
+        "portforward".into(),
+        tail,
+        req,
+    )
+    .await
+}
+
+async fn act(
+    s: &Subresources,
+    namespace: String,
+    name: String,
+    action: String,
+    tail: String,
+    req: Request,
+) -> Response {
     let method = req.method().clone();
     let allowed = match action.as_str() {
-        "console" | "vnc" | "guestosinfo" | "userlist" | "filesystemlist" => method == Method::GET,
+        "console" | "vnc" | "portforward" | "guestosinfo" | "userlist" | "filesystemlist" => {
+            method == Method::GET
+        }
         "pause" | "unpause" => method == Method::PUT,
         _ => false,
     };
@@ -142,7 +186,7 @@ pub async fn vmi_action(
         Ok(c) => c,
         Err(e) => return vmi_status(500, "InternalError", &e.to_string(), &name),
     };
-    let path = format!("/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{action}");
+    let path = format!("/v1/namespaces/{namespace}/virtualmachineinstances/{name}/{tail}");
     tracing::info!(%namespace, %name, %action, %node, handler = %addr, "vmi subresource request");
     forward(&mut sender, req, &path, addr.to_string()).await
 }

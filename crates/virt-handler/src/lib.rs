@@ -7,11 +7,13 @@
 //! | `controller` | the kube-rs VMI controller carrying it out against the launchers on this node | I/O |
 //! | `containerdisk` | which data container holds each containerDisk, and its root on this node | pure (+ /proc) |
 //! | `server` | the console server (mutual TLS): console/VNC websockets, pause, guest info, for virt-api | I/O |
+//! | `portforward` | VMI port-forward: a TCP connection to the pod address made inside the pod's network namespace | pure plan + I/O |
 //! | `heartbeat` | the node's `kubevirt.io/schedulable` label and `kubevirt.io/heartbeat` stamp | I/O (patch pure) |
 
 pub mod action;
 pub mod containerdisk;
 pub mod controller;
 pub mod heartbeat;
+pub mod portforward;
 pub mod server;
 pub mod status;

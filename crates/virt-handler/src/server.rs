@@ -8,6 +8,7 @@
 //! | `vnc` | GET (websocket, `plain.kubevirt.io`) | the launcher's VNC socket |
 //! | `pause`, `unpause` | PUT | launcher gRPC `Pause`/`Unpause` |
 //! | `guestosinfo`, `userlist`, `filesystemlist` | GET | launcher gRPC `GetGuestInfo` |
+//! | `portforward/{port}[/{protocol}]` | GET (websocket) | TCP to the pod address, from the pod's network namespace |
 //!
 //! The VMI's launcher pod is the newest pod labelled `kubevirt.io/created-by=<vmi uid>` on
 //! this node; its sockets are in `<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~empty-dir/sockets/`.
@@ -166,6 +167,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{BASE}/vnc"), get(vnc))
         .route(&format!("{BASE}/pause"), put(pause))
         .route(&format!("{BASE}/unpause"), put(unpause))
+        .route(&format!("{BASE}/portforward/{{port}}"), get(portforward))
+        .route(
+            &format!("{BASE}/portforward/{{port}}/{{protocol}}"),
+            get(portforward),
+        )
         .route(&format!("{BASE}/guestosinfo"), get(guest_info))
         .route(&format!("{BASE}/userlist"), get(guest_info))
         .route(&format!("{BASE}/filesystemlist"), get(guest_info))
@@ -176,8 +182,8 @@ fn plain(code: StatusCode, message: impl Into<String>) -> Response {
     (code, message.into()).into_response()
 }
 
-/// The launcher's sockets directory for the VMI and the VMI's uid, or why not.
-async fn sockets_dir(s: &Shared, ns: &str, name: &str) -> Result<(PathBuf, String), Response> {
+/// The VMI's launcher pod on this node and the VMI's uid, or why not.
+async fn launcher_pod(s: &Shared, ns: &str, name: &str) -> Result<(Pod, String), Response> {
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(s.client.clone(), ns);
     let vmi = match vmis.get_opt(name).await {
         Ok(Some(v)) => v,
@@ -196,12 +202,19 @@ async fn sockets_dir(s: &Shared, ns: &str, name: &str) -> Result<(PathBuf, Strin
         Ok(l) => l.items,
         Err(e) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     };
-    let Some(pod_uid) = pick_pod(&list, &s.node).and_then(|p| p.metadata.uid.clone()) else {
-        return Err(plain(
+    match pick_pod(&list, &s.node) {
+        Some(p) => Ok((p.clone(), uid)),
+        None => Err(plain(
             StatusCode::BAD_REQUEST,
             format!("no launcher pod of {ns}/{name} on node {}", s.node),
-        ));
-    };
+        )),
+    }
+}
+
+/// The launcher's sockets directory for the VMI and the VMI's uid, or why not.
+async fn sockets_dir(s: &Shared, ns: &str, name: &str) -> Result<(PathBuf, String), Response> {
+    let (pod, uid) = launcher_pod(s, ns, name).await?;
+    let pod_uid = pod.metadata.uid.unwrap_or_default();
     let sock = launcher_socket(&s.kubelet_root, &pod_uid);
     let dir = sock.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((dir, uid))
@@ -242,13 +255,7 @@ pub fn websocket_accept(h: &HeaderMap) -> Result<(String, Option<String>), Strin
     Ok((derive_accept_key(key.as_bytes()), protocol))
 }
 
-async fn stream(
-    s: &Shared,
-    ns: &str,
-    name: &str,
-    socket: &'static str,
-    mut req: Request,
-) -> Response {
+async fn stream(s: &Shared, ns: &str, name: &str, socket: &'static str, req: Request) -> Response {
     let (accept, protocol) = match websocket_accept(req.headers()) {
         Ok(x) => x,
         Err(m) => return plain(StatusCode::BAD_REQUEST, m),
@@ -279,8 +286,21 @@ async fn stream(
         }
     };
     drop(dir_handle);
+    switch(req, accept, protocol, unix, format!("{ns}/{name} {socket}"))
+}
+
+/// Answers the websocket upgrade and relays between it and `io` once switched.
+fn switch<T>(
+    mut req: Request,
+    accept: String,
+    protocol: Option<String>,
+    io: T,
+    what: String,
+) -> Response
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let upgrade = hyper::upgrade::on(&mut req);
-    let (ns, name) = (ns.to_string(), name.to_string());
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -295,8 +315,8 @@ async fn stream(
             None,
         )
         .await;
-        let (up, down) = relay(ws, unix).await;
-        tracing::info!(namespace = %ns, name = %name, socket, up, down, "stream ended");
+        let (up, down) = relay(ws, io).await;
+        tracing::info!(stream = %what, up, down, "stream ended");
     });
     let mut r = Response::new(axum::body::Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -312,17 +332,56 @@ async fn stream(
     r
 }
 
+async fn portforward(
+    State(s): State<Arc<Shared>>,
+    UrlPath(params): UrlPath<Vec<(String, String)>>,
+    req: Request,
+) -> Response {
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let (Some(ns), Some(name), Some(port)) = (get("namespace"), get("name"), get("port")) else {
+        return plain(StatusCode::BAD_REQUEST, "missing path parameters");
+    };
+    let protocol = get("protocol").unwrap_or_else(|| "tcp".into());
+    let Ok(port) = port.parse::<u16>() else {
+        return plain(StatusCode::BAD_REQUEST, format!("invalid port {port}"));
+    };
+    let (accept, ws_protocol) = match websocket_accept(req.headers()) {
+        Ok(x) => x,
+        Err(m) => return plain(StatusCode::BAD_REQUEST, m),
+    };
+    let pod = match launcher_pod(&s, &ns, &name).await {
+        Ok((p, _)) => p,
+        Err(r) => return r,
+    };
+    let plan = match crate::portforward::plan(&pod, port, &protocol) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let tcp = match crate::portforward::connect(&plan).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(namespace = %ns, name = %name, port, error = %e, "port-forward connect failed");
+            return plain(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    switch(
+        req,
+        accept,
+        ws_protocol,
+        tcp,
+        format!("{ns}/{name} port {port}"),
+    )
+}
+
 /// Copies websocket messages to the socket and socket bytes to binary messages until either
 /// side ends; returns the bytes sent each way (to the socket, from it).
-pub async fn relay<S>(
-    ws: tokio_tungstenite::WebSocketStream<S>,
-    unix: tokio::net::UnixStream,
-) -> (u64, u64)
+pub async fn relay<S, T>(ws: tokio_tungstenite::WebSocketStream<S>, io: T) -> (u64, u64)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite,
 {
     let (mut sink, mut source) = ws.split();
-    let (mut rd, mut wr) = unix.into_split();
+    let (mut rd, mut wr) = tokio::io::split(io);
     let mut up = 0u64;
     let mut down = 0u64;
     let mut buf = vec![0u8; 32 * 1024];

@@ -2,7 +2,8 @@
 //! virt-api relays to this node's virt-handler console server (mutual TLS, address published on
 //! the Node), and the handler to the launcher's sockets under a temporary kubelet root: a
 //! serial console unix socket (an echo server) and a fake launcher over gRPC. A websocket console
-//! through the API server carries bytes both ways with `plain.kubevirt.io`; pause/unpause reach
+//! through the API server carries bytes both ways with `plain.kubevirt.io`, as does a port-forward
+//! to a TCP port at the pod's address; pause/unpause reach
 //! the launcher; a caller the SubjectAccessReview refuses gets upstream's 401; the guest agent
 //! subresources answer upstream's 409; the console server refuses a client without a certificate.
 
@@ -435,6 +436,53 @@ async fn console_pause_and_authorization_through_the_chain() {
         }
     }
     ws.close(None).await.expect("close");
+
+    // Port-forward: a websocket to a TCP port at the pod's address (an echo server here; the
+    // pod has no kvrs:// process, so it is dialled from the node's namespace).
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind echo");
+    let echo_port = echo.local_addr().expect("addr").port();
+    tasks.0.push(tokio::spawn(async move {
+        while let Ok((mut conn, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    }));
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(c.client.clone(), "default");
+    pods.patch_status(
+        "virt-launcher-testvm",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"podIP": "127.0.0.1"}})),
+    )
+    .await
+    .expect("pod status");
+    let tls = tls_to(&host, ca_pem.as_bytes(), Some((&admin.0, &admin.1)))
+        .await
+        .expect("tls");
+    let mut req = format!("wss://{host}{base}/portforward/{echo_port}/tcp")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "plain.kubevirt.io".parse().expect("header"),
+    );
+    let (mut pf, _) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .expect("port-forward websocket");
+    pf.send(Message::binary(b"SSH-2.0-test\r\n".to_vec()))
+        .await
+        .expect("send");
+    let mut back = Vec::new();
+    while back != b"SSH-2.0-test\r\n" {
+        match tokio::time::timeout(Duration::from_secs(10), pf.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => back.extend_from_slice(&b),
+            other => panic!("port-forward echo: {other:?}"),
+        }
+    }
+    pf.close(None).await.expect("close");
 
     // Pause and unpause reach the launcher (unpause needs the Paused condition, as upstream).
     let empty = data.join("empty.json");
