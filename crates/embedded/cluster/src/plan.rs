@@ -79,6 +79,14 @@ impl ClusterConfig {
             .join(format!("node-{node}.kubeconfig"))
     }
 
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir.join("pki").join("ca.crt")
+    }
+
+    pub fn ca_key(&self) -> PathBuf {
+        self.data_dir.join("pki").join("ca.key")
+    }
+
     pub fn kubelet_root(&self, node: &str) -> PathBuf {
         self.data_dir.join("nodes").join(node).join("kubelet")
     }
@@ -209,6 +217,12 @@ pub fn plan(cfg: &ClusterConfig) -> Vec<Component> {
             "kubevirt/virt-api:443".into(),
             "--kubeconfig".into(),
             path(&cfg.component_kubeconfig("virt-api")),
+            // The cluster CA: virt-api mints its client certificate for the virt-handlers'
+            // console servers from it.
+            "--ca-file".into(),
+            path(&cfg.ca_cert()),
+            "--ca-key-file".into(),
+            path(&cfg.ca_key()),
         ],
         gate: Gate::VirtApi,
         stop_grace: 5,
@@ -236,6 +250,16 @@ pub fn plan(cfg: &ClusterConfig) -> Vec<Component> {
                 node.clone(),
                 "--kubelet-root".into(),
                 path(&cfg.kubelet_root(&node)),
+                // The console server on loopback, a free port each (published in the Node's
+                // annotation for virt-api), with a certificate from the cluster CA.
+                "--console-server-port".into(),
+                "0".into(),
+                "--listen-address".into(),
+                "127.0.0.1".into(),
+                "--ca-file".into(),
+                path(&cfg.ca_cert()),
+                "--ca-key-file".into(),
+                path(&cfg.ca_key()),
             ],
             gate: Gate::None,
             stop_grace: 10,
@@ -326,6 +350,11 @@ mod tests {
         let h = p[7].args.join(" ");
         assert!(h.contains("--kubelet-root /d/nodes/node02/kubelet"), "{h}");
         assert_eq!(p[7].program, Program::Sibling("virt-handler"));
+        assert!(
+            h.contains("--console-server-port 0 --listen-address 127.0.0.1"),
+            "{h}"
+        );
+        assert!(p[4].args.join(" ").contains("--ca-key-file /d/pki/ca.key"));
     }
 
     #[test]
