@@ -227,13 +227,34 @@ impl Swappable {
         Ok(())
     }
 
-    /// A rustls server configuration serving the current certificate (h2 and http/1.1).
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, Error> {
+    /// A rustls server configuration serving the current certificate (h2 and http/1.1). With
+    /// `client_ca` (the API server's request-header CA), a client certificate is verified when
+    /// offered (the aggregator's front-proxy certificate) and not required (webhook calls).
+    pub fn server_config(
+        self: &Arc<Self>,
+        client_ca: Option<&str>,
+    ) -> Result<Arc<rustls::ServerConfig>, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(ca.as_bytes()).filter_map(Result::ok) {
+                    roots.add(c)?;
+                }
+                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| Error::Pem(e.to_string()))?;
+                builder.with_client_cert_verifier(v)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_cert_resolver(self.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(cfg))
     }
@@ -354,7 +375,9 @@ mod tests {
         };
         assert!(!usable(&broken, now));
         let sw = Swappable::new(&b).expect("swappable");
-        sw.server_config().expect("config");
+        sw.server_config(None).expect("config");
+        sw.server_config(Some(&b.ca_pem))
+            .expect("config with client CA");
         let b2 = generate(&["x".into()], now).expect("bundle");
         sw.replace(&b2).expect("replace");
         let both = ca_bundle(&b2.ca_pem, Some(&b.ca_pem));

@@ -38,7 +38,10 @@ struct Args {
     /// regenerated before expiry; needs a cluster).
     #[arg(long, default_value = certs::DEFAULT_SECRET)]
     cert_secret: String,
-    /// The cluster CA (PEM) that virt-handlers' console servers chain to (DATA/pki/ca.crt).
+    /// The cluster CA (PEM) that virt-handlers' console servers chain to (DATA/pki/ca.crt). It
+    /// is also taken as the API server's request-header CA: with it, the caller named in
+    /// X-Remote-User is trusted only from a client presenting a certificate from this CA (the
+    /// aggregator's front-proxy certificate).
     /// With --ca-key-file, virt-api mints its client certificate for them from it; without
     /// both, console, vnc, pause and the guest agent subresources answer 503.
     #[arg(long)]
@@ -157,16 +160,21 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(dir.join("ca.crt"), &pki.ca_pem)?;
     }
     let mut router = server::router(Arc::new(server::Shared::default()));
-    let handler_tls = match (&args.ca_file, &args.ca_key_file) {
+    let cluster_ca = match &args.ca_file {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?)
+        }
+        None => None,
+    };
+    let handler_tls = match (&cluster_ca, &args.ca_key_file) {
         (Some(ca), Some(key)) => {
-            let ca =
-                std::fs::read_to_string(ca).with_context(|| format!("read {}", ca.display()))?;
             let key =
                 std::fs::read_to_string(key).with_context(|| format!("read {}", key.display()))?;
-            Some(virt_api::handler::client_tls(&ca, &key).context("virt-handler client TLS")?)
+            Some(virt_api::handler::client_tls(ca, &key).context("virt-handler client TLS")?)
         }
         _ => None,
     };
+
     if let (Some(c), Some(store)) = (client.clone(), store) {
         tokio::spawn(rotate(
             c,
@@ -180,11 +188,16 @@ async fn main() -> anyhow::Result<()> {
         router = router.merge(subresources::router(Arc::new(subresources::Subresources {
             client,
             handler_tls,
+            require_proxy_cert: cluster_ca.is_some(),
         })));
     } else {
         tracing::warn!("no kubeconfig and not in a cluster: serving the webhooks only");
     }
-    let task = kubevirt_https::serve(listener, serving.server_config()?, router);
+    let task = kubevirt_https::serve(
+        listener,
+        serving.server_config(cluster_ca.as_deref())?,
+        router,
+    );
     println!("virt-api listening on https://{addr}");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -27,9 +27,33 @@ pub struct Subresources {
     /// The TLS client side towards virt-handlers (see [`crate::handler::client_tls`]); without
     /// it the VMI subresources that need a handler answer 503.
     pub handler_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Trust `X-Remote-*` only from a client that presented a certificate the server verified
+    /// (the API server's front-proxy client certificate; the server must then verify client
+    /// certificates against the request-header CA, see [`crate::certs::Swappable::server_config`]).
+    pub require_proxy_cert: bool,
 }
 
 impl Subresources {
+    /// The request's headers, without the `X-Remote-*` identity when it cannot be trusted.
+    pub fn trusted_headers(&self, req: &axum::extract::Request) -> axum::http::HeaderMap {
+        let mut h = req.headers().clone();
+        let proxied = req
+            .extensions()
+            .get::<kubevirt_https::Peer>()
+            .is_some_and(|p| !p.certificates.is_empty());
+        if self.require_proxy_cert && !proxied {
+            let names: Vec<_> = h
+                .keys()
+                .filter(|k| k.as_str().starts_with("x-remote-"))
+                .cloned()
+                .collect();
+            for n in names {
+                h.remove(n);
+            }
+        }
+        h
+    }
+
     /// Authorizes the request as its calling user; the response to send when refused (401
     /// with the reason as plain text, as upstream's virt-api).
     pub async fn authorize(
@@ -176,7 +200,7 @@ async fn vm_action(
 ) -> Response {
     if let Err(r) = s
         .authorize(
-            &req.headers().clone(),
+            &s.trusted_headers(&req),
             &req.method().clone(),
             &namespace,
             "virtualmachines",

@@ -131,7 +131,7 @@ async fn act(
     }
     if let Err(r) = s
         .authorize(
-            &req.headers().clone(),
+            &s.trusted_headers(&req),
             &method,
             &namespace,
             "virtualmachineinstances",

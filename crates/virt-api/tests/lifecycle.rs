@@ -82,6 +82,7 @@ async fn start_stop_restart_follow_upstream() {
     let app = router(Arc::new(Subresources {
         client: client.clone(),
         handler_tls: None,
+        require_proxy_cert: false,
     }));
 
     let (code, body) = call(&app, "restart", "").await;

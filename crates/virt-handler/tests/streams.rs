@@ -335,19 +335,22 @@ async fn console_pause_and_authorization_through_the_chain() {
         .await
         .expect("bind");
     let api_port = api_listener.local_addr().expect("addr").port();
-    let api_pki = kubevirt_https::SelfSigned::generate(
-        "virt-api-ca",
-        &["virt-api.kubevirt.svc", "127.0.0.1"],
+    let api_pki = virt_api::certs::generate(
+        &["virt-api.kubevirt.svc".into(), "127.0.0.1".into()],
+        jiff::Timestamp::now(),
     )
     .expect("pki");
+    let serving = virt_api::certs::Swappable::new(&api_pki).expect("serving");
     let own = client_of(&data.join("kubeconfigs/virt-api.kubeconfig")).await;
     let router = virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
         client: own,
         handler_tls: Some(virt_api::handler::client_tls(&ca_pem, &ca_key).expect("client tls")),
+        // The identity headers count only with the front-proxy certificate (cluster CA).
+        require_proxy_cert: true,
     }));
     tasks.0.push(kubevirt_https::serve(
         api_listener,
-        api_pki.server_config().expect("tls"),
+        serving.server_config(Some(&ca_pem)).expect("tls"),
         router,
     ));
     use base64::Engine;
@@ -532,12 +535,13 @@ async fn console_pause_and_authorization_through_the_chain() {
         "{err}"
     );
 
-    // A caller the review refuses: 401 with the reason (virt-api asked directly, as the
-    // aggregator would name the user).
+    // A caller the review refuses: 401 with the reason (virt-api asked directly with a
+    // certificate from the cluster CA, naming the user as the aggregator would).
+    let (cert, key) = (read("admin.crt"), read("admin.key"));
     let tls = tls_to(
         &format!("127.0.0.1:{api_port}"),
         api_pki.ca_pem.as_bytes(),
-        None,
+        Some((&cert, &key)),
     )
     .await
     .expect("tls");
@@ -552,6 +556,29 @@ async fn console_pause_and_authorization_through_the_chain() {
     )
     .await
     .expect("request");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("mallory") || !body.is_empty(), "{body}");
+    // Identity headers from a client without the front-proxy certificate are ignored.
+    let tls = tls_to(
+        &format!("127.0.0.1:{api_port}"),
+        api_pki.ca_pem.as_bytes(),
+        None,
+    )
+    .await
+    .expect("tls");
+    let (code, body) = http(
+        tls,
+        "PUT",
+        &format!("{base}/pause"),
+        &[
+            ("X-Remote-User", "admin"),
+            ("X-Remote-Group", "system:masters"),
+        ],
+    )
+    .await
+    .expect("request");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("X-Remote-User"), "{body}");
     assert_eq!(code, 401, "{body}");
     assert_eq!(
         fake.calls.lock().map(|c| c.len()).unwrap_or(0),

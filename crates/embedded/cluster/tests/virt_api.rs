@@ -243,6 +243,7 @@ async fn virt_api_subresources_through_aggregation() {
         virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
             client: own,
             handler_tls: None,
+            require_proxy_cert: false,
         })),
     );
     let task = kubevirt_https::serve(listener, pki.server_config().expect("tls"), router);
