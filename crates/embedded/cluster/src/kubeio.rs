@@ -79,7 +79,10 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> anyhow::Result<()> {
 /// the provisioner's RBAC (for `provisioner_node`), KubeVirt's CRDs and the KubeVirt resource.
 pub async fn apply_base(client: &kube::Client, provisioner_node: &str) -> anyhow::Result<()> {
     apply(client, &ready::namespace("kubevirt")).await?;
-    for o in ready::provisioner_rbac(provisioner_node) {
+    for o in ready::provisioner_rbac(provisioner_node)
+        .into_iter()
+        .chain(ready::virt_api_rbac())
+    {
         apply(client, &o).await?;
     }
     for crd in kubevirt_api::crd::all() {

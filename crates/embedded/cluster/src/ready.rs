@@ -258,6 +258,24 @@ pub fn kubevirt_status(version: &str, now: &str) -> Value {
         ]}})
 }
 
+/// virt-api keeps its CA and serving certificate in a Secret of its namespace (so a restart
+/// keeps the CA the webhook configurations and APIService carry): its identity may read and
+/// write Secrets in `kubevirt`, and only there.
+pub fn virt_api_rbac() -> Vec<Value> {
+    let name = "kubevirt-apiserver-certs";
+    vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": "kubevirt"},
+               "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                          "verbs": ["get", "list", "watch", "create", "update", "patch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": "kubevirt"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": "kubevirt-apiserver",
+                             "namespace": "kubevirt"}]}),
+    ]
+}
+
 pub fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
@@ -277,6 +295,8 @@ pub fn resource_of(obj: &Value) -> Option<(String, String, String, bool)> {
         "APIService" => ("apiservices", false),
         "KubeVirt" => ("kubevirts", true),
         "ClusterRole" => ("clusterroles", false),
+        "Role" => ("roles", true),
+        "RoleBinding" => ("rolebindings", true),
         "ClusterRoleBinding" => ("clusterrolebindings", false),
         "CustomResourceDefinition" => ("customresourcedefinitions", false),
         "MutatingWebhookConfiguration" => ("mutatingwebhookconfigurations", false),
@@ -408,7 +428,11 @@ mod tests {
             Some(&json!(12345))
         );
         assert_eq!(objs[2].pointer("/spec/caBundle"), Some(&json!("UEVN")));
-        for o in objs.iter().chain(&provisioner_rbac("n01")) {
+        for o in objs
+            .iter()
+            .chain(&provisioner_rbac("n01"))
+            .chain(&virt_api_rbac())
+        {
             assert!(resource_of(o).is_some(), "{o}");
         }
         assert_eq!(
