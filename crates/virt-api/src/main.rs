@@ -3,6 +3,12 @@
 //! `virt-api --listen 127.0.0.1:0 --webhooks-out DIR` prints `virt-api listening on
 //! https://ADDR` once it serves, and writes `DIR/webhooks.yaml` (both webhook configurations,
 //! pointing at that address, carrying the CA) ready for `kubectl apply -f`.
+//!
+//! With a kubeconfig it also serves `subresources.kubevirt.io/v1` (for the API server's
+//! aggregation) and keeps its CA and serving certificate in the Secret `--cert-secret` in
+//! `--namespace` (in memory when it may not read it). `--ca-file`/`--ca-key-file` (the cluster
+//! CA, DATA/pki/ca.{crt,key}) enable the VMI subresources that go through virt-handler (mutual
+//! TLS) and make the caller's identity count only from the aggregator's front-proxy certificate.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
