@@ -251,6 +251,18 @@ async fn reconcile_vmi(
             Action::requeue(ctx.config.poll)
         });
     };
+    // A running guest whose launcher exited (QEMU killed, launcher crashed) has failed: no
+    // launcher is left to ask, so say it here rather than retrying a dead socket forever.
+    if !stopping
+        && vmi.status.as_ref().is_some_and(|s| s.phase() == "Running")
+        && pod.is_some_and(launcher_exited)
+    {
+        tracing::info!("the launcher exited under a running guest");
+        let current = vmi.status.clone().unwrap_or_default();
+        let next = status::next(&current, &Observed::default(), node, Timestamp::now());
+        patch_status(ctx, &ns, &name, &current, &next).await?;
+        return Ok(Action::await_change());
+    }
     let socket = launcher_socket(&ctx.config.kubelet_root, &pod_uid);
     // A starting pod is looked at again soon rather than at the next poll: its launcher is
     // ready about 100 ms after it starts, and the guest's start waits for this handler.
@@ -371,26 +383,57 @@ async fn reconcile_vmi(
     if stopping && domain.is_none() {
         next.phase = current.phase.clone();
     }
-    if next != current {
-        let mut value = serde_json::to_value(&next).map_err(Error::Encode)?;
-        if let Some(obj) = value.as_object_mut() {
-            // A merge patch leaves out what serialization skips: clear emptied lists.
-            obj.entry("conditions")
-                .or_insert_with(|| serde_json::json!([]));
-            obj.entry("interfaces")
-                .or_insert_with(|| serde_json::json!([]));
-        }
-        let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &ns);
-        vmis.patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": value })),
-        )
-        .await
-        .map_err(Error::UpdateStatus)?;
-        if next.phase != current.phase {
-            tracing::info!(from = %phase, to = next.phase(), "VMI phase");
-        }
-    }
+    patch_status(ctx, &ns, &name, &current, &next).await?;
     Ok(Action::requeue(ctx.config.poll))
+}
+
+/// Writes `next` when it differs from `current`.
+async fn patch_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    current: &kubevirt_api::v1::VirtualMachineInstanceStatus,
+    next: &kubevirt_api::v1::VirtualMachineInstanceStatus,
+) -> Result<(), Error> {
+    if next == current {
+        return Ok(());
+    }
+    let mut value = serde_json::to_value(next).map_err(Error::Encode)?;
+    if let Some(obj) = value.as_object_mut() {
+        // A merge patch leaves out what serialization skips: clear emptied lists.
+        obj.entry("conditions")
+            .or_insert_with(|| serde_json::json!([]));
+        obj.entry("interfaces")
+            .or_insert_with(|| serde_json::json!([]));
+    }
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), ns);
+    vmis.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": value })),
+    )
+    .await
+    .map_err(Error::UpdateStatus)?;
+    if next.phase != current.phase {
+        tracing::info!(from = current.phase(), to = next.phase(), "VMI phase");
+    }
+    Ok(())
+}
+
+/// Has the launcher's container ended (or its pod finished)? Its domain is gone with it.
+fn launcher_exited(pod: &Pod) -> bool {
+    let phase_done = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| p == "Succeeded" || p == "Failed");
+    let compute_done = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.name == "compute")
+        .any(|c| c.state.as_ref().is_some_and(|st| st.terminated.is_some()));
+    phase_done || compute_done
 }
