@@ -146,7 +146,10 @@ pub fn change_requests_patch(
         );
         return Ok(Value::Array(ops));
     }
-    ops.push(json!({"op": "test", "path": "/status/stateChangeRequests", "value": status.state_change_requests}));
+    // Only a present list can be tested: an empty one is not stored (serialization omits it).
+    if !status.state_change_requests.is_empty() {
+        ops.push(json!({"op": "test", "path": "/status/stateChangeRequests", "value": status.state_change_requests}));
+    }
     let only_stop = changes.len() == 1 && changes[0].action == state_change_actions::STOP;
     if status.state_change_requests.is_empty() {
         ops.push(json!({"op": "add", "path": "/status/stateChangeRequests", "value": changes}));
