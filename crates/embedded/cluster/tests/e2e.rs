@@ -330,6 +330,28 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Running"
     });
 
+    // pause and unpause (virt-api -> virt-handler over mutual TLS -> launcher).
+    let o = c.virtctl(&["pause", "vm", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the Paused condition", Duration::from_secs(30), |c| {
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.conditions[?(@.type==\"Paused\")].status}",
+        ) == "True"
+    });
+    c.wait("VM printableStatus Paused", Duration::from_secs(30), |c| {
+        c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Paused"
+    });
+    let o = c.virtctl(&["unpause", "vm", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the Paused condition gone", Duration::from_secs(30), |c| {
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.conditions[?(@.type==\"Paused\")].status}",
+        )
+        .is_empty()
+    });
+
     // runStrategy Always (set by start): killing QEMU brings a new VMI.
     let first = c.vmi_uid("testvm");
     let qemu = c.qemu_pids();
