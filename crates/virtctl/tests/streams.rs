@@ -355,6 +355,8 @@ impl Env {
         let router = if real_virt_api {
             virt_api::subresources::router(Arc::new(virt_api::subresources::Subresources {
                 client: client.clone(),
+                handler_tls: None,
+                require_proxy_cert: false,
             }))
         } else {
             router
