@@ -330,6 +330,38 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Running"
     });
 
+    // The console stream (kubectl's API server -> virt-api -> virt-handler over mutual TLS ->
+    // the launcher's serial socket): a carriage return brings the login prompt back.
+    let mut console = Command::new(bin("virtctl"))
+        .args(["console", "testvm"])
+        .env("KUBECONFIG", c.dir.join("kubeconfig"))
+        .env("HOME", &c.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("virtctl console");
+    {
+        use std::io::Write;
+        let mut stdin = console.stdin.take().expect("stdin");
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = stdin.write_all(b"\r");
+        let _ = stdin.flush();
+        std::thread::sleep(Duration::from_secs(4));
+        // Closing stdin ends the session.
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while console.try_wait().expect("wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = console.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = console.wait_with_output().expect("console output");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("testvm login:"), "console: {}", text(&out));
+
     // pause and unpause (virt-api -> virt-handler over mutual TLS -> launcher).
     let o = c.virtctl(&["pause", "vm", "testvm"]);
     assert!(o.status.success(), "{}", text(&o));
