@@ -147,7 +147,7 @@ async fn always_vm_gets_an_instance_and_a_launcher_pod_and_halting_removes_them(
     let args = compute.args.clone().unwrap_or_default().join(" ");
     assert_eq!(
         args,
-        format!("--namespace default --name testvm --uid {vmi_uid}")
+        format!("--namespace default --name testvm --uid {vmi_uid} --libvirt-dir /var/run/libvirt")
     );
     // The stored VMI (defaulted) gives the expected overhead.
     let current = vmis.get("testvm").await.expect("vmi");

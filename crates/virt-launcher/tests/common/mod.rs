@@ -97,6 +97,9 @@ impl Launcher {
         .arg(&sockets)
         .arg("--scratch-dir")
         .arg(&scratch)
+        // libvirt's sockets live under it: keep it short, as the pod's /var/run/libvirt is.
+        .arg("--libvirt-dir")
+        .arg(dir.path().join("lv"))
         .arg("--private-dir")
         .arg(dir.path().join("private"))
         .arg("--libvirt-cache")
