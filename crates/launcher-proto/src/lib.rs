@@ -32,6 +32,17 @@ pub use v1::launcher_server::{Launcher, LauncherServer};
 /// The file name of the launcher's socket inside the pod's sockets directory.
 pub const SOCKET_NAME: &str = "launcher-sock";
 
+/// Live migration's sockets, by purpose, inside each pod's sockets directory. On the target they
+/// are the launcher's (libvirtd's connection, QEMU's incoming stream, libvirt's NBD server); on
+/// the source the node agent binds the same names and forwards them to the target node. The
+/// names (so the paths inside the pods) are the same on both sides because libvirt hands the
+/// migration and disk stream addresses from the source to the target unchanged.
+pub mod migration_sockets {
+    pub const LIBVIRT: &str = "migration-libvirt";
+    pub const MEMORY: &str = "migration-mem";
+    pub const DISKS: &str = "migration-nbd";
+}
+
 /// Why a connection to a launcher failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -25,6 +25,7 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::action::{self, LauncherAction};
+use crate::migration::{self, SourceStep, TargetStep};
 use crate::status::{self, Observed};
 
 /// The label virt-controller puts on VMIs handed to a node.
@@ -43,6 +44,9 @@ pub struct Config {
     pub kubelet_root: PathBuf,
     /// How often an active VMI's launcher is polled.
     pub poll: Duration,
+    /// Where migration proxies listen (unspecified: every address, the Node's InternalIP is
+    /// published).
+    pub listen_address: std::net::IpAddr,
 }
 
 pub struct Context {
@@ -51,6 +55,35 @@ pub struct Context {
     /// When this handler asked each VMI's (by uid) guest to shut down. Lost on restart: the grace
     /// period then starts again from the first reconcile that sees the pending shutdown.
     shutdowns: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Open migration-target proxies by migration uid, with the VMI's namespace and name.
+    migrations: std::sync::Mutex<std::collections::HashMap<String, OpenTarget>>,
+}
+
+/// A migration this node is the target of, with its proxies.
+struct OpenTarget {
+    namespace: String,
+    name: String,
+    _proxies: migration::Proxies,
+}
+
+impl Context {
+    fn target_open(&self, migration_uid: &str) -> bool {
+        self.migrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(migration_uid)
+    }
+
+    fn close_target(&self, migration_uid: &str) {
+        let closed = self
+            .migrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(migration_uid);
+        if closed.is_some() {
+            tracing::info!(migration = %migration_uid, "closed the migration proxies");
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +102,10 @@ pub enum Error {
     OpenSocketDir(PathBuf, #[source] std::io::Error),
     #[error("connecting to launcher socket {0}: timed out")]
     ConnectTimeout(PathBuf),
+    #[error("migration proxy: {0}")]
+    Proxy(#[source] std::io::Error),
+    #[error("reading pod {0}: {1}")]
+    GetPod(String, #[source] kube::Error),
     #[error("launcher {call}: {status}")]
     Launcher {
         call: &'static str,
@@ -110,21 +147,65 @@ fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> Error {
 pub async fn run(client: kube::Client, config: Config, shutdown: impl Future<Output = ()>) {
     let vmis: Api<VirtualMachineInstance> = Api::all(client.clone());
     let selector = format!("{NODE_NAME_LABEL}={}", config.node);
+    let target_selector = format!("{}={}", migration::TARGET_NODE_LABEL, config.node);
     let ctx = Arc::new(Context {
         client,
         config,
         shutdowns: Default::default(),
+        migrations: Default::default(),
     });
-    let controller = Controller::new(vmis, watcher::Config::default().labels(&selector))
-        .run(reconcile, error_policy, ctx)
+    let controller = Controller::new(vmis.clone(), watcher::Config::default().labels(&selector))
+        .run(reconcile, error_policy, Arc::clone(&ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile failed");
             }
         });
+    // Incoming migrations: VMIs still owned by another node that move here.
+    let targets = Controller::new(vmis, watcher::Config::default().labels(&target_selector))
+        .run(reconcile_target, error_policy, Arc::clone(&ctx))
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "migration target reconcile failed");
+            }
+        });
     tokio::select! {
         _ = controller => {}
+        _ = targets => {}
+        _ = sweep_targets(Arc::clone(&ctx)) => {}
         _ = shutdown => {}
+    }
+}
+
+/// Closes the proxies of migrations that ended while this node was not told (the label that
+/// shows the VMI to this node's target watch goes with the end of the migration).
+async fn sweep_targets(ctx: Arc<Context>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let open: Vec<(String, String, String)> = ctx
+            .migrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(uid, t)| (uid.clone(), t.namespace.clone(), t.name.clone()))
+            .collect();
+        for (uid, ns, name) in open {
+            let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &ns);
+            let done = match vmis.get_opt(&name).await {
+                Ok(None) => true,
+                Ok(Some(vmi)) => vmi
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.migration_state.as_ref())
+                    .is_none_or(|m| {
+                        m.migration_uid.as_deref() != Some(&uid) || migration::ended(m)
+                    }),
+                Err(_) => false,
+            };
+            if done {
+                ctx.close_target(&uid);
+            }
+        }
     }
 }
 
@@ -301,6 +382,50 @@ async fn reconcile_vmi(
         .into_inner();
     let mut domain = get_domain(client, &uid).await?;
 
+    if !stopping {
+        match migration::source_step(vmi, node) {
+            SourceStep::Nothing => {}
+            SourceStep::Start {
+                migration_uid,
+                target_node,
+                address,
+                ports,
+            } => {
+                let out = Outgoing {
+                    ns: &ns,
+                    name: &name,
+                    uid: &uid,
+                    migration_uid: &migration_uid,
+                    target_node: &target_node,
+                };
+                return migrate_out(ctx, vmi, client, &pod_uid, &out, address, ports).await;
+            }
+            SourceStep::Recover {
+                migration_uid,
+                target_node,
+            } => {
+                let out = Outgoing {
+                    ns: &ns,
+                    name: &name,
+                    uid: &uid,
+                    migration_uid: &migration_uid,
+                    target_node: &target_node,
+                };
+                let moved = domain.as_ref().is_some_and(|d| {
+                    d.state() == DomainState::Shutoff
+                        && d.reason() == launcher_proto::v1::StateReason::Migration
+                });
+                let outcome = if moved {
+                    Ok(())
+                } else {
+                    Err("the migration was interrupted: virt-handler restarted".to_string())
+                };
+                record_outcome(ctx, client, &out, outcome).await?;
+                return Ok(Action::requeue(ctx.config.poll));
+            }
+        }
+    }
+
     let req = DomainRequest { uid: uid.clone() };
     let since_shutdown = {
         let mut shutdowns = ctx
@@ -436,4 +561,302 @@ fn launcher_exited(pod: &Pod) -> bool {
         .filter(|c| c.name == "compute")
         .any(|c| c.state.as_ref().is_some_and(|st| st.terminated.is_some()));
     phase_done || compute_done
+}
+
+/// The migration a source handler drives.
+struct Outgoing<'a> {
+    ns: &'a str,
+    name: &'a str,
+    uid: &'a str,
+    migration_uid: &'a str,
+    target_node: &'a str,
+}
+
+fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())
+}
+
+async fn patch_vmi(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: bool,
+    body: serde_json::Value,
+) -> Result<(), Error> {
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), ns);
+    let pp = PatchParams::default();
+    let res = if status {
+        vmis.patch_status(name, &pp, &Patch::Merge(body)).await
+    } else {
+        vmis.patch(name, &pp, &Patch::Merge(body)).await
+    };
+    res.map(drop).map_err(Error::UpdateStatus)
+}
+
+/// Source side: proxies in the source pod to the target node, the launcher's Migrate, and the
+/// outcome on the VMI.
+async fn migrate_out(
+    ctx: &Context,
+    vmi: &VirtualMachineInstance,
+    client: &mut LauncherClient<Channel>,
+    pod_uid: &str,
+    out: &Outgoing<'_>,
+    address: std::net::IpAddr,
+    ports: migration::TargetPorts,
+) -> Result<Action, Error> {
+    use launcher_proto::migration_sockets as names;
+    let dir = launcher_socket(&ctx.config.kubelet_root, pod_uid)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut proxies = migration::Proxies::default();
+    for (name, port) in [
+        (names::LIBVIRT, ports.libvirt),
+        (names::MEMORY, ports.memory),
+        (names::DISKS, ports.disks),
+    ] {
+        let task =
+            migration::unix_to_tcp(&dir.join(name), std::net::SocketAddr::new(address, port))
+                .map_err(Error::Proxy)?;
+        proxies.push(task);
+    }
+    patch_vmi(
+        ctx,
+        out.ns,
+        out.name,
+        true,
+        serde_json::json!({"migrationState": {"startTimestamp": now_time()}}),
+    )
+    .await?;
+    tracing::info!(
+        migration = %out.migration_uid,
+        target_node = %out.target_node,
+        target = %address,
+        "migrating the domain"
+    );
+    let started = std::time::Instant::now();
+    let res = client
+        .migrate(launcher_proto::v1::MigrateRequest {
+            uid: out.uid.to_string(),
+            libvirt_socket: names::LIBVIRT.into(),
+            migration_socket: names::MEMORY.into(),
+            disks_socket: names::DISKS.into(),
+            bandwidth_mib: 0,
+            completion_timeout_seconds: migration::completion_timeout_seconds(vmi),
+        })
+        .await;
+    drop(proxies);
+    let outcome = match res {
+        Ok(_) => {
+            tracing::info!(
+                migration = %out.migration_uid,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "migration completed"
+            );
+            Ok(())
+        }
+        Err(s) => {
+            tracing::warn!(migration = %out.migration_uid, error = %s.message(), "migration failed");
+            Err(s.message().to_string())
+        }
+    };
+    record_outcome(ctx, client, out, outcome).await?;
+    Ok(Action::requeue(ctx.config.poll))
+}
+
+/// Writes how the migration ended. On success the VMI moves to the target node (status, then
+/// the label that hands it to the target's handler) and the source launcher is let go.
+async fn record_outcome(
+    ctx: &Context,
+    client: &mut LauncherClient<Channel>,
+    out: &Outgoing<'_>,
+    outcome: Result<(), String>,
+) -> Result<(), Error> {
+    let now = now_time();
+    match outcome {
+        Ok(()) => {
+            patch_vmi(
+                ctx,
+                out.ns,
+                out.name,
+                true,
+                serde_json::json!({
+                    "nodeName": out.target_node,
+                    "migrationState": {"completed": true, "endTimestamp": now},
+                }),
+            )
+            .await?;
+            patch_vmi(
+                ctx,
+                out.ns,
+                out.name,
+                false,
+                serde_json::json!({"metadata": {"labels": {
+                    NODE_NAME_LABEL: out.target_node,
+                    migration::TARGET_NODE_LABEL: null,
+                }}}),
+            )
+            .await?;
+            let _ = client
+                .delete(DomainRequest {
+                    uid: out.uid.to_string(),
+                })
+                .await;
+        }
+        Err(reason) => {
+            patch_vmi(
+                ctx,
+                out.ns,
+                out.name,
+                true,
+                serde_json::json!({"migrationState": {
+                    "failed": true,
+                    "failureReason": reason,
+                    "endTimestamp": now,
+                }}),
+            )
+            .await?;
+            patch_vmi(
+                ctx,
+                out.ns,
+                out.name,
+                false,
+                serde_json::json!({"metadata": {"labels": {migration::TARGET_NODE_LABEL: null}}}),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Target side of a migration: prepare the target launcher and open the proxies.
+pub async fn reconcile_target(
+    vmi: Arc<VirtualMachineInstance>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let ns = vmi.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = vmi.name_any();
+    let uid = vmi.uid().ok_or(Error::MissingField("uid"))?;
+    let node = ctx.config.node.clone();
+    let span = tracing::info_span!("migration-target", namespace = %ns, name = %name, uid = %uid, node = %node);
+    async {
+        let open = vmi
+            .status
+            .as_ref()
+            .and_then(|s| s.migration_state.as_ref())
+            .and_then(|m| m.migration_uid.as_deref())
+            .is_some_and(|m| ctx.target_open(m));
+        match migration::target_step(&vmi, &node, open) {
+            TargetStep::Nothing => Ok(Action::await_change()),
+            TargetStep::Ended { migration_uid } => {
+                ctx.close_target(&migration_uid);
+                Ok(Action::await_change())
+            }
+            TargetStep::Wait { .. } => Ok(Action::requeue(ctx.config.poll)),
+            TargetStep::Prepare { migration_uid, pod } => {
+                prepare_target(&ctx, &vmi, &ns, &name, &migration_uid, &pod).await
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn prepare_target(
+    ctx: &Context,
+    vmi: &VirtualMachineInstance,
+    ns: &str,
+    name: &str,
+    migration_uid: &str,
+    pod_name: &str,
+) -> Result<Action, Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(pod) = pods
+        .get_opt(pod_name)
+        .await
+        .map_err(|e| Error::GetPod(pod_name.to_string(), e))?
+    else {
+        return Ok(Action::requeue(STARTING_RETRY));
+    };
+    let Some(pod_uid) = pod.metadata.uid.clone() else {
+        return Ok(Action::requeue(STARTING_RETRY));
+    };
+    let socket = launcher_socket(&ctx.config.kubelet_root, &pod_uid);
+    let pids = crate::containerdisk::data_container_pids(vmi, &pod);
+    let wanted = vmi
+        .spec
+        .volumes
+        .iter()
+        .filter(|v| v.volume_source.container_disk.is_some())
+        .count();
+    if !socket.exists() || pids.len() < wanted {
+        tracing::debug!("target launcher or its containerDisks not ready (yet)");
+        return Ok(Action::requeue(STARTING_RETRY));
+    }
+    let mut conn = connect(&socket).await?;
+    let vmi_json = serde_json::to_vec(vmi).map_err(Error::Encode)?;
+    let target = conn
+        .client
+        .prepare_migration_target(SyncRequest {
+            vmi_json,
+            container_disks: crate::containerdisk::resolve(&pids),
+        })
+        .await
+        .map_err(rpc("PrepareMigrationTarget"))?
+        .into_inner();
+    let dir = socket.parent().map(Path::to_path_buf).unwrap_or_default();
+    let ip = ctx.config.listen_address;
+    let mut proxies = migration::Proxies::default();
+    let mut port = |task: (u16, tokio::task::JoinHandle<()>)| {
+        proxies.push(task.1);
+        task.0
+    };
+    let ports = migration::TargetPorts {
+        libvirt: port(
+            migration::tcp_to_unix(ip, dir.join(&target.libvirt_socket))
+                .await
+                .map_err(Error::Proxy)?,
+        ),
+        memory: port(
+            migration::tcp_to_unix(ip, dir.join(&target.migration_socket))
+                .await
+                .map_err(Error::Proxy)?,
+        ),
+        disks: port(
+            migration::tcp_to_unix(ip, dir.join(&target.disks_socket))
+                .await
+                .map_err(Error::Proxy)?,
+        ),
+    };
+    let address = if ip.is_unspecified() {
+        crate::server::node_ip(&ctx.client, &ctx.config.node)
+            .await
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+    } else {
+        ip
+    };
+    ctx.migrations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            migration_uid.to_string(),
+            OpenTarget {
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                _proxies: proxies,
+            },
+        );
+    patch_vmi(
+        ctx,
+        ns,
+        name,
+        true,
+        serde_json::json!({"migrationState": {
+            "targetNodeAddress": address.to_string(),
+            "targetDirectMigrationNodePorts": ports.to_map(),
+        }}),
+    )
+    .await?;
+    tracing::info!(migration = %migration_uid, %address, ?ports, "migration target ready");
+    Ok(Action::requeue(ctx.config.poll))
 }

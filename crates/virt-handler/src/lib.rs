@@ -8,12 +8,14 @@
 //! | `containerdisk` | which data container holds each containerDisk, and its root on this node | pure (+ /proc) |
 //! | `server` | the console server (mutual TLS): console/VNC websockets, pause, guest info, for virt-api | I/O |
 //! | `portforward` | VMI port-forward: a TCP connection to the pod address made inside the pod's network namespace | pure plan + I/O |
+//! | `migration` | live migration: each side's next step (pure) and the TCP/unix proxies between the pods | pure + I/O |
 //! | `heartbeat` | the node's `kubevirt.io/schedulable` label and `kubevirt.io/heartbeat` stamp | I/O (patch pure) |
 
 pub mod action;
 pub mod containerdisk;
 pub mod controller;
 pub mod heartbeat;
+pub mod migration;
 pub mod portforward;
 pub mod server;
 pub mod status;

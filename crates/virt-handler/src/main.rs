@@ -112,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             node: node.clone(),
             kubelet_root: cli.kubelet_root.clone(),
             poll: Duration::from_secs(cli.poll_seconds.max(1)),
+            listen_address: cli.listen_address,
         };
         tokio::select! {
             _ = virt_handler::heartbeat::run(

@@ -18,8 +18,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::v1::{
     DomainEvent, DomainRequest, DomainState, DomainStats, DomainStatus, GuestInfo, InfoRequest,
-    InfoResponse, InterfaceStatus, PingRequest, PingResponse, StateReason, SyncRequest,
-    WatchRequest,
+    InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget, PingRequest, PingResponse,
+    StateReason, SyncRequest, WatchRequest,
 };
 use serde_json::json;
 use tokio_stream::Stream;
@@ -162,6 +162,12 @@ impl launcher_proto::Launcher for FakeLauncher {
     async fn get_guest_info(&self, _: Request<DomainRequest>) -> Reply<GuestInfo> {
         Err(Status::unavailable("no guest agent"))
     }
+    async fn prepare_migration_target(&self, _: Request<SyncRequest>) -> Reply<MigrationTarget> {
+        Err(Status::unimplemented("not a migration target"))
+    }
+    async fn migrate(&self, _: Request<MigrateRequest>) -> Reply<DomainStatus> {
+        Err(Status::unimplemented("no migrations here"))
+    }
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<DomainEvent, Status>> + Send>>;
     async fn watch_events(&self, _: Request<WatchRequest>) -> Reply<Self::WatchEventsStream> {
         Err(Status::unimplemented("events"))
@@ -184,6 +190,7 @@ fn serve(fake: FakeLauncher, socket: &Path) -> tokio::task::JoinHandle<()> {
 
 fn start_handler(c: &Cluster, root: &Path) -> tokio::task::JoinHandle<()> {
     let config = Config {
+        listen_address: std::net::IpAddr::from([127, 0, 0, 1]),
         node: "node-1".into(),
         kubelet_root: root.to_path_buf(),
         poll: Duration::from_millis(300),

@@ -22,7 +22,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::v1::{
     DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestInfo, InfoRequest, InfoResponse,
-    PingRequest, PingResponse, SyncRequest, WatchRequest,
+    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SyncRequest, WatchRequest,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -89,6 +89,12 @@ impl launcher_proto::Launcher for FakeLauncher {
     }
     async fn get_guest_info(&self, _: Request<DomainRequest>) -> Reply<GuestInfo> {
         Err(Status::unavailable("no guest agent"))
+    }
+    async fn prepare_migration_target(&self, _: Request<SyncRequest>) -> Reply<MigrationTarget> {
+        Err(Status::unimplemented("not a migration target"))
+    }
+    async fn migrate(&self, _: Request<MigrateRequest>) -> Reply<DomainStatus> {
+        Err(Status::unimplemented("no migrations here"))
     }
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<DomainEvent, Status>> + Send>>;
     async fn watch_events(&self, _: Request<WatchRequest>) -> Reply<Self::WatchEventsStream> {

@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kubevirt_api::v1::VirtualMachineInstance;
+use launcher_proto::migration_sockets;
 use launcher_proto::v1::{
     BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus, EventType, GuestInfo,
-    GuestInterface, InfoResponse, InterfaceStatus, NetStats, StateReason,
+    GuestInterface, InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget, NetStats,
+    StateReason,
 };
 use tokio::sync::{Mutex, broadcast, watch};
 use tracing::{Instrument, info, warn};
@@ -72,6 +74,8 @@ pub enum LauncherError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
 }
 
 #[derive(Default)]
@@ -88,7 +92,25 @@ struct Inner {
     console_tail: Option<tokio::task::JoinHandle<()>>,
     /// Set once the domain stopped for good; holds the final event.
     finished: Option<DomainEvent>,
+    /// A migration target: everything is prepared and the domain arrives from the source.
+    incoming: bool,
+    /// An outgoing migration runs.
+    migrating: bool,
+    /// The domain moved to a migration target; the launcher waits for Delete, then exits.
+    migrated: bool,
+    /// Forwards the migration's libvirt connection to the private libvirtd (target side).
+    forwarder: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// What Sync and PrepareMigrationTarget make before a domain can run here.
+struct Prepared {
+    xml: String,
+    network: Network,
+    targets: BTreeMap<String, InterfaceTarget>,
+}
+
+/// How long a migrated-away launcher waits for Delete before it exits on its own.
+const MIGRATED_HOLD: Duration = Duration::from_secs(120);
 
 pub struct Launcher {
     cfg: Config,
@@ -269,17 +291,7 @@ impl Launcher {
         vmi_json: &[u8],
         container_disks: &std::collections::HashMap<String, String>,
     ) -> Result<DomainStatus, LauncherError> {
-        let vmi: VirtualMachineInstance = serde_json::from_slice(vmi_json)
-            .map_err(|e| LauncherError::InvalidArgument(format!("vmi_json: {e}")))?;
-        let (namespace, name) = converter::vmi_identity(&vmi)
-            .map_err(|e| LauncherError::InvalidArgument(e.to_string()))?;
-        if namespace != self.cfg.namespace || name != self.cfg.name {
-            return Err(LauncherError::FailedPrecondition(format!(
-                "this launcher runs {}/{}, not {namespace}/{name}",
-                self.cfg.namespace, self.cfg.name
-            )));
-        }
-        self.check_uid(vmi.metadata.uid.as_deref().unwrap_or_default())?;
+        let vmi = self.parse_vmi(vmi_json)?;
         let mut inner = self.inner.lock().await;
         if inner.finished.is_some() {
             return Err(LauncherError::FailedPrecondition(
@@ -293,7 +305,95 @@ impl Launcher {
             return Ok(self.status_locked(&inner).await);
         }
         let started = std::time::Instant::now();
+        let Prepared {
+            xml,
+            network: net,
+            targets,
+        } = self.prepare(&vmi, container_disks).await?;
+        let paused = vmi.spec.starts_paused();
+        let x = xml.clone();
+        let res = self
+            .blocking(move |lv| lv.define_and_start(&x, paused))
+            .await?;
+        if let Err(e) = res {
+            net.teardown().await;
+            volumes::cleanup(&self.cfg.scratch_dir);
+            warn!(error = %e, "domain failed to start");
+            return Err(LauncherError::Internal(e.to_string()));
+        }
+        info!(
+            domain = %self.domain_name,
+            accelerator = ?self.detection.accelerator,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "domain started"
+        );
+        self.adopt(&mut inner, vmi, net, &targets);
+        let st = self.status_locked(&inner).await;
+        drop(inner);
+        self.announce(&st);
+        Ok(st)
+    }
 
+    /// The VMI in a Sync-like request, checked to be the one this launcher runs.
+    fn parse_vmi(&self, vmi_json: &[u8]) -> Result<VirtualMachineInstance, LauncherError> {
+        let vmi: VirtualMachineInstance = serde_json::from_slice(vmi_json)
+            .map_err(|e| LauncherError::InvalidArgument(format!("vmi_json: {e}")))?;
+        let (namespace, name) = converter::vmi_identity(&vmi)
+            .map_err(|e| LauncherError::InvalidArgument(e.to_string()))?;
+        if namespace != self.cfg.namespace || name != self.cfg.name {
+            return Err(LauncherError::FailedPrecondition(format!(
+                "this launcher runs {}/{}, not {namespace}/{name}",
+                self.cfg.namespace, self.cfg.name
+            )));
+        }
+        self.check_uid(vmi.metadata.uid.as_deref().unwrap_or_default())?;
+        Ok(vmi)
+    }
+
+    /// Records a domain that now runs (or arrives) here and starts watching it.
+    fn adopt(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        vmi: VirtualMachineInstance,
+        net: Network,
+        targets: &BTreeMap<String, InterfaceTarget>,
+    ) {
+        if vmi.spec.domain.devices.log_serial_console == Some(true) {
+            let log = self.socket_path(socket_names::SERIAL_LOG);
+            inner.console_tail = Some(tokio::spawn(tail_console(log).in_current_span()));
+        }
+        inner.taps = targets
+            .iter()
+            .map(|(k, t)| (k.clone(), t.tap.clone()))
+            .collect();
+        inner.interfaces = net.statuses();
+        inner.network = Some(net);
+        inner.vmi = Some(vmi);
+        inner.defined = true;
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.monitor().await }.in_current_span());
+    }
+
+    /// Publishes the first status of a domain (the ADDED event).
+    fn announce(&self, st: &DomainStatus) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = st.clone();
+        }
+        let _ = self.events.send(DomainEvent {
+            r#type: EventType::Added as i32,
+            status: Some(st.clone()),
+            timestamp_ms: now_ms(),
+            r#final: false,
+            exit_code: 0,
+        });
+    }
+
+    /// Volumes, the pod network and the domain definition for `vmi`; undone on failure.
+    async fn prepare(
+        &self,
+        vmi: &VirtualMachineInstance,
+        container_disks: &std::collections::HashMap<String, String>,
+    ) -> Result<Prepared, LauncherError> {
         // Volumes.
         let scratch = self.cfg.scratch_dir.clone();
         let mut host = self.cfg.host.clone();
@@ -315,7 +415,7 @@ impl Launcher {
         };
 
         // Network.
-        let net = match network::setup(&vmi, &self.cfg.uid, &self.cfg.network).await {
+        let net = match network::setup(vmi, &self.cfg.uid, &self.cfg.network).await {
             Ok(n) => n,
             Err(e) => {
                 volumes::cleanup(&self.cfg.scratch_dir);
@@ -338,7 +438,7 @@ impl Launcher {
             kernel_boot: prepared.kernel_boot,
             tcg_tb_cache_mib: self.cfg.tcg_tb_cache_mib,
         };
-        let xml = match converter::domain_xml(&vmi, &ctx) {
+        let xml = match converter::domain_xml(vmi, &ctx) {
             Ok(x) => x,
             Err(e) => {
                 net.teardown().await;
@@ -346,50 +446,11 @@ impl Launcher {
                 return Err(LauncherError::InvalidArgument(e.to_string()));
             }
         };
-        let paused = vmi.spec.starts_paused();
-        let x = xml.clone();
-        let res = self
-            .blocking(move |lv| lv.define_and_start(&x, paused))
-            .await?;
-        if let Err(e) = res {
-            net.teardown().await;
-            volumes::cleanup(&self.cfg.scratch_dir);
-            warn!(error = %e, "domain failed to start");
-            return Err(LauncherError::Internal(e.to_string()));
-        }
-        info!(
-            domain = %self.domain_name,
-            accelerator = ?self.detection.accelerator,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "domain started"
-        );
-        if vmi.spec.domain.devices.log_serial_console == Some(true) {
-            let log = self.socket_path(socket_names::SERIAL_LOG);
-            inner.console_tail = Some(tokio::spawn(tail_console(log).in_current_span()));
-        }
-        inner.taps = targets
-            .iter()
-            .map(|(k, t)| (k.clone(), t.tap.clone()))
-            .collect();
-        inner.interfaces = net.statuses();
-        inner.network = Some(net);
-        inner.vmi = Some(vmi);
-        inner.defined = true;
-        let st = self.status_locked(&inner).await;
-        drop(inner);
-        if let Ok(mut last) = self.last.lock() {
-            *last = st.clone();
-        }
-        let _ = self.events.send(DomainEvent {
-            r#type: EventType::Added as i32,
-            status: Some(st.clone()),
-            timestamp_ms: now_ms(),
-            r#final: false,
-            exit_code: 0,
-        });
-        let me = Arc::clone(self);
-        tokio::spawn(async move { me.monitor().await }.in_current_span());
-        Ok(st)
+        Ok(Prepared {
+            xml,
+            network: net,
+            targets,
+        })
     }
 
     /// Polls the domain until it stops for good, publishing changes.
@@ -397,13 +458,26 @@ impl Launcher {
         let mut failures = 0;
         loop {
             tokio::time::sleep(POLL).await;
-            let st = {
-                let inner = self.inner.lock().await;
+            let (st, incoming) = {
+                let mut inner = self.inner.lock().await;
                 if inner.finished.is_some() {
                     return;
                 }
-                self.status_locked(&inner).await
+                let st = self.status_locked(&inner).await;
+                // An incoming domain has arrived once it runs here; until then (also while
+                // libvirt holds it paused for the migration) there is nothing to watch.
+                if inner.incoming && st.state() == DomainState::Running {
+                    info!("the migrated domain runs here");
+                    inner.incoming = false;
+                    if let Some(f) = inner.forwarder.take() {
+                        f.abort();
+                    }
+                }
+                (st, inner.incoming)
             };
+            if incoming {
+                continue;
+            }
             if st.state() == DomainState::NoState && !st.message.is_empty() {
                 failures += 1;
                 if failures >= MAX_POLL_FAILURES {
@@ -421,6 +495,15 @@ impl Launcher {
                 return;
             }
             self.observe(&st);
+            if status::migrated_away(st.state(), st.reason()) {
+                // Hold on until the node agent recorded the move (it calls Delete then): a
+                // launcher exiting first would end the pod under a VMI that still names it.
+                info!("the domain moved to the migration target; waiting for Delete");
+                self.inner.lock().await.migrated = true;
+                tokio::time::sleep(MIGRATED_HOLD).await;
+                self.finish(st, exit_code::MIGRATED).await;
+                return;
+            }
             if status::is_final(st.state()) {
                 let code = status::exit_code_for(st.state(), st.reason());
                 self.finish(st, code).await;
@@ -456,6 +539,9 @@ impl Launcher {
         }
         if let Some(net) = inner.network.take() {
             net.teardown().await;
+        }
+        if let Some(f) = inner.forwarder.take() {
+            f.abort();
         }
         if let Some(tail) = inner.console_tail.take() {
             tail.abort();
@@ -502,6 +588,171 @@ impl Launcher {
         let st = self.status_locked(&inner).await;
         self.observe(&st);
         Ok(st)
+    }
+
+    /// Live migration, target side: volumes, network and a checked definition made, the
+    /// migration's libvirt connection forwarded to the private libvirtd; the domain itself
+    /// arrives from the source.
+    pub async fn prepare_migration_target(
+        self: &Arc<Self>,
+        vmi_json: &[u8],
+        container_disks: &std::collections::HashMap<String, String>,
+    ) -> Result<MigrationTarget, LauncherError> {
+        let vmi = self.parse_vmi(vmi_json)?;
+        let Some(daemon_socket) = self.libvirt.daemon_socket() else {
+            return Err(LauncherError::FailedPrecondition(
+                "a migration target needs --libvirt-mode daemon: the source's libvirt connects \
+                 to this launcher's libvirtd"
+                    .into(),
+            ));
+        };
+        let names = MigrationTarget {
+            libvirt_socket: migration_sockets::LIBVIRT.into(),
+            migration_socket: migration_sockets::MEMORY.into(),
+            disks_socket: migration_sockets::DISKS.into(),
+        };
+        let mut inner = self.inner.lock().await;
+        if inner.finished.is_some() {
+            return Err(LauncherError::FailedPrecondition(
+                "the domain has stopped; the launcher is exiting".into(),
+            ));
+        }
+        if inner.incoming {
+            return Ok(names);
+        }
+        if inner.defined {
+            return Err(LauncherError::FailedPrecondition(
+                "a domain already runs here; this launcher cannot be a migration target".into(),
+            ));
+        }
+        let Prepared {
+            xml: _,
+            network: net,
+            targets,
+        } = self.prepare(&vmi, container_disks).await?;
+        let listen = self.socket_path(migration_sockets::LIBVIRT);
+        let forwarder = match forward_unix(&listen, daemon_socket) {
+            Ok(f) => f,
+            Err(e) => {
+                net.teardown().await;
+                volumes::cleanup(&self.cfg.scratch_dir);
+                return Err(LauncherError::Internal(format!(
+                    "listening on {}: {e}",
+                    listen.display()
+                )));
+            }
+        };
+        inner.forwarder = Some(forwarder);
+        inner.incoming = true;
+        self.adopt(&mut inner, vmi, net, &targets);
+        info!("prepared as a migration target");
+        Ok(names)
+    }
+
+    /// Live migration, source side: moves the running domain peer to peer through the sockets
+    /// named in `req`; returns when it has ended.
+    pub async fn migrate(&self, req: &MigrateRequest) -> Result<DomainStatus, LauncherError> {
+        {
+            let mut inner = self.require_defined().await?;
+            if inner.incoming || inner.migrated {
+                return Err(LauncherError::FailedPrecondition(
+                    "the domain is not running here".into(),
+                ));
+            }
+            if inner.migrating {
+                return Err(LauncherError::FailedPrecondition(
+                    "a migration is already running".into(),
+                ));
+            }
+            inner.migrating = true;
+        }
+        let res = self.run_migration(req).await;
+        self.inner.lock().await.migrating = false;
+        res?;
+        let st = self.status().await;
+        self.observe(&st);
+        Ok(st)
+    }
+
+    async fn run_migration(&self, req: &MigrateRequest) -> Result<(), LauncherError> {
+        let sock = |name: &str| -> Result<PathBuf, LauncherError> {
+            // Only plain names: the sockets live in this pod's sockets directory.
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(LauncherError::InvalidArgument(format!(
+                    "socket name {name:?}: must be a file name in the sockets directory"
+                )));
+            }
+            Ok(self.socket_path(name))
+        };
+        let dconnuri = format!(
+            "qemu+unix:///system?socket={}",
+            sock(&req.libvirt_socket)?.display()
+        );
+        let params = virt::domain::MigrateParameters {
+            uri: Some(format!("unix://{}", sock(&req.migration_socket)?.display())),
+            disks_uri: Some(format!("unix://{}", sock(&req.disks_socket)?.display())),
+            bandwidth: (req.bandwidth_mib > 0).then_some(req.bandwidth_mib),
+            ..Default::default()
+        };
+        let name = self.domain_name.clone();
+        let started = std::time::Instant::now();
+        info!(%dconnuri, "starting the live migration");
+        let abort_uri = dconnuri.clone();
+        let lv = Arc::clone(&self.libvirt);
+        let mut job = tokio::task::spawn_blocking(move || {
+            let mut params = params;
+            params.dest_xml = Some(lv.migratable_xml(&name)?);
+            // Disks are copied (containerDisk overlays, ephemeral disks): nothing is shared
+            // between the pods.
+            let flags = virt::sys::VIR_MIGRATE_LIVE
+                | virt::sys::VIR_MIGRATE_PEER2PEER
+                | virt::sys::VIR_MIGRATE_NON_SHARED_INC;
+            lv.migrate(&name, &dconnuri, params, flags)
+        });
+        let limit = match req.completion_timeout_seconds {
+            0 => Duration::MAX,
+            s => Duration::from_secs(s),
+        };
+        let outcome = tokio::select! {
+            r = &mut job => Some(r),
+            _ = tokio::time::sleep(limit) => None,
+        };
+        let res = match outcome {
+            Some(r) => r,
+            None => {
+                warn!(
+                    seconds = req.completion_timeout_seconds,
+                    "migration timed out; aborting it"
+                );
+                let name = self.domain_name.clone();
+                let uri = abort_uri;
+                if let Ok(Err(e)) = self
+                    .blocking(move |lv| lv.abort_migration(&name, &uri))
+                    .await
+                {
+                    warn!(error = %e, "aborting the migration failed");
+                }
+                let _ = job.await;
+                return Err(LauncherError::DeadlineExceeded(format!(
+                    "the migration did not complete within {} s and was aborted",
+                    req.completion_timeout_seconds
+                )));
+            }
+        };
+        match res {
+            Ok(Ok(())) => {
+                info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "live migration completed"
+                );
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "live migration failed");
+                Err(LauncherError::Internal(e.to_string()))
+            }
+            Err(e) => Err(LauncherError::Internal(format!("migration task: {e}"))),
+        }
     }
 
     pub async fn pause(&self) -> Result<DomainStatus, LauncherError> {
@@ -561,6 +812,20 @@ impl Launcher {
                 info!("terminated before any domain was started");
                 self.finish(DomainStatus::default(), exit_code::GUEST_SHUTDOWN)
                     .await;
+                return;
+            }
+            // A migration target whose domain never arrived, or a source whose domain left:
+            // no guest here to shut down.
+            if inner.incoming || inner.migrated {
+                let code = if inner.migrated {
+                    exit_code::MIGRATED
+                } else {
+                    exit_code::GUEST_SHUTDOWN
+                };
+                drop(inner);
+                info!("terminated with no guest running here");
+                let st = self.status().await;
+                self.finish(st, code).await;
                 return;
             }
             inner
@@ -808,4 +1073,41 @@ pub fn find_ovmf(dir: &std::path::Path) -> Option<EfiFirmware> {
         secure_code: f("OVMF_CODE_4M.secboot.fd").or_else(|| f("OVMF_CODE.secboot.fd")),
         secure_vars_template: f("OVMF_VARS_4M.ms.fd").or_else(|| f("OVMF_VARS.ms.fd")),
     })
+}
+
+/// Accepts connections on the unix socket `listen` and joins each to a new connection to
+/// `target`, until the returned task is aborted.
+fn forward_unix(
+    listen: &std::path::Path,
+    target: PathBuf,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let _ = std::fs::remove_file(listen);
+    let listener = tokio::net::UnixListener::bind(listen)?;
+    Ok(tokio::spawn(
+        async move {
+            loop {
+                let (mut inbound, _) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "accepting on the migration socket failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let target = target.clone();
+                tokio::spawn(async move {
+                    match tokio::net::UnixStream::connect(&target).await {
+                        Ok(mut outbound) => {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Err(e) => {
+                            warn!(target = %target.display(), error = %e, "connecting to libvirtd failed")
+                        }
+                    }
+                });
+            }
+        }
+        .in_current_span(),
+    ))
 }

@@ -113,11 +113,25 @@ const DAEMON_BINDS: [(&str, &str); 5] = [
     ("cache", "/var/cache/libvirt"),
 ];
 
+/// The private libvirtd's socket inside the launcher's mount namespace.
+const DAEMON_SOCKET: &str = "/run/libvirt/libvirt-sock";
+
 fn libvirtd_conf(host_uuid: &str) -> String {
     format!(
         "listen_tls = 0\nlisten_tcp = 0\nunix_sock_rw_perms = \"0700\"\nauth_unix_ro = \"none\"\n\
          auth_unix_rw = \"none\"\nlog_outputs = \"3:stderr\"\nhost_uuid = \"{host_uuid}\"\n"
     )
+}
+
+/// Would the daemon mode's bind mounts cover `root` (so its own subdirectories)? Paths are
+/// compared after resolving symlinks (`/var/run` is `/run`).
+pub fn hidden_by_daemon_binds(root: &Path) -> bool {
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let _ = std::fs::create_dir_all(root);
+    let root = resolve(root);
+    DAEMON_BINDS
+        .iter()
+        .any(|(_, target)| root.starts_with(resolve(Path::new(target))))
 }
 
 /// Moves the calling process into a private mount namespace in which `root`'s subdirectories
@@ -221,7 +235,7 @@ impl Libvirt {
                     .stdin(Stdio::null())
                     .spawn()
                     .map_err(io("start libvirtd"))?;
-                let socket = PathBuf::from("/run/libvirt/libvirt-sock");
+                let socket = PathBuf::from(DAEMON_SOCKET);
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while !socket.exists() {
                     if let Ok(Some(status)) = child.try_wait() {
@@ -307,6 +321,51 @@ impl Libvirt {
             return Err(call("start the domain")(e));
         }
         Ok(())
+    }
+
+    /// The domain's definition as a migration target should receive it: the migratable form
+    /// without the disks' `<backingStore>` chains. Those name the source node's image paths;
+    /// the target's overlays (made by its own launcher) carry their own backing file, which
+    /// libvirt reads from the image there.
+    pub fn migratable_xml(&self, name: &str) -> Result<String, LibvirtError> {
+        let xml = self
+            .domain(name)?
+            .get_xml_desc(virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE)
+            .map_err(call("read the migratable definition"))?;
+        Ok(strip_backing_stores(&xml))
+    }
+
+    /// Live-migrates the domain peer to peer to the libvirt at `dconnuri` (blocks until the
+    /// migration ends).
+    pub fn migrate(
+        &self,
+        name: &str,
+        dconnuri: &str,
+        params: virt::domain::MigrateParameters,
+        flags: u32,
+    ) -> Result<(), LibvirtError> {
+        self.domain(name)?
+            .migrate_to_uri3(Some(dconnuri), params, flags)
+            .map(drop)
+            .map_err(call("migrate"))
+    }
+
+    /// Ends a running migration by destroying the incoming domain at the target's libvirt
+    /// (`dconnuri`): the source's job then fails and the guest keeps running here. (The
+    /// bindings have no safe virDomainAbortJob; this needs no unsafe code.)
+    pub fn abort_migration(&self, name: &str, dconnuri: &str) -> Result<(), LibvirtError> {
+        let dconn = Connect::open(Some(dconnuri)).map_err(call(format!("open {dconnuri}")))?;
+        let res = match Domain::lookup_by_name(&dconn, name) {
+            Ok(d) => d
+                .destroy()
+                .map(drop)
+                .map_err(call("destroy the incoming domain")),
+            Err(e) if e.code() == virt::error::ErrorNumber::NoDomain => Ok(()),
+            Err(e) => Err(call("look up the incoming domain")(e)),
+        };
+        let mut dconn = dconn;
+        let _ = dconn.close();
+        res
     }
 
     /// The domain, if defined.
@@ -454,10 +513,71 @@ impl Libvirt {
         }
     }
 
+    /// The private libvirtd's socket as this process sees it (daemon mode only).
+    pub fn daemon_socket(&self) -> Option<PathBuf> {
+        (self.mode == Mode::Daemon).then(|| PathBuf::from(DAEMON_SOCKET))
+    }
+
     /// The daemon's pid (daemon mode).
     pub fn daemon_pid(&self) -> Option<u32> {
         self.daemon.lock().ok()?.as_ref().map(Child::id)
     }
+}
+
+/// `xml` without any `<backingStore ...>...</backingStore>` or `<backingStore/>` element.
+pub fn strip_backing_stores(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    let mut rest = xml;
+    while let Some(start) = rest.find("<backingStore") {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let Some(open_end) = tail.find('>') else {
+            // Malformed: keep the rest as it is.
+            out.push_str(tail);
+            return out;
+        };
+        if tail[..open_end].ends_with('/') {
+            rest = &tail[open_end + 1..];
+            continue;
+        }
+        // Nested chains close innermost first; count to the matching close tag.
+        let mut depth = 0usize;
+        let mut i = 0usize;
+        let mut end = None;
+        while i < tail.len() {
+            let t = &tail[i..];
+            if t.starts_with("</backingStore>") {
+                depth -= 1;
+                i += "</backingStore>".len();
+                if depth == 0 {
+                    end = Some(i);
+                    break;
+                }
+            } else if t.starts_with("<backingStore") {
+                let close = t.find('>').map(|p| p + 1).unwrap_or(t.len());
+                if !t[..close].ends_with("/>") {
+                    depth += 1;
+                }
+                i += close;
+            } else {
+                i += t.chars().next().map(char::len_utf8).unwrap_or(1);
+            }
+        }
+        match end {
+            Some(e) => rest = &tail[e..],
+            None => {
+                out.push_str(tail);
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    // Drop the lines the removed elements leave empty.
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 /// QEMU's pid for domain `name` under a libvirt root (both modes keep the pid file there).
@@ -528,4 +648,32 @@ fn random_uuid() -> Result<String, LibvirtError> {
         &h[16..20],
         &h[20..32]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_backing_stores;
+
+    #[test]
+    fn backing_chains_are_removed_from_every_disk() {
+        let xml = "<domain>\n  <disk type='file'>\n    <source file='/a/ov.qcow2'/>\n    \
+<backingStore type='file' index='1'>\n      <format type='qcow2'/>\n      \
+<source file='/node/x/disk.img'/>\n      <backingStore type='file' index='2'>\n        \
+<source file='/b'/>\n        <backingStore/>\n      </backingStore>\n    </backingStore>\n    \
+<target dev='vda'/>\n  </disk>\n  <disk type='file'>\n    <source file='/c.iso'/>\n    \
+<backingStore/>\n    <target dev='sda'/>\n  </disk>\n</domain>\n";
+        let out = strip_backing_stores(xml);
+        assert!(!out.contains("backingStore"), "{out}");
+        assert!(!out.contains("/node/x/disk.img"), "{out}");
+        assert!(out.contains("<source file='/a/ov.qcow2'/>"));
+        assert!(out.contains("<target dev='vda'/>"));
+        assert!(out.contains("<target dev='sda'/>"));
+        assert_eq!(out.lines().count(), 10, "{out}");
+    }
+
+    #[test]
+    fn xml_without_backing_stores_is_unchanged() {
+        let xml = "<domain>\n  <name>x</name>\n</domain>\n";
+        assert_eq!(strip_backing_stores(xml), xml);
+    }
 }

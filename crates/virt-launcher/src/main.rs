@@ -141,10 +141,16 @@ fn check_socket_path(path: &Path) -> anyhow::Result<()> {
 }
 
 fn run(args: Args) -> anyhow::Result<i32> {
-    let libvirt_root = args
+    let mut libvirt_root = args
         .libvirt_dir
         .clone()
         .unwrap_or_else(|| args.scratch_dir.join("libvirt"));
+    if args.libvirt_mode == Mode::Daemon && libvirt::hidden_by_daemon_binds(&libvirt_root) {
+        // The daemon's binds would cover its own state directory (the pod's /var/run/libvirt
+        // is /run/libvirt); its sockets sit at the bound short paths anyway, so the state can
+        // live in the scratch directory.
+        libvirt_root = args.scratch_dir.join("libvirt");
+    }
     std::fs::create_dir_all(&args.scratch_dir)
         .with_context(|| format!("create {}", args.scratch_dir.display()))?;
     if args.warm_cache {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use launcher_proto::v1::{
     DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestInfo, InfoRequest, InfoResponse,
-    PingRequest, PingResponse, SyncRequest, WatchRequest,
+    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SyncRequest, WatchRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,6 +31,7 @@ fn status(e: LauncherError) -> Status {
         LauncherError::InvalidArgument(m) => Status::invalid_argument(m),
         LauncherError::Unavailable(m) => Status::unavailable(m),
         LauncherError::Internal(m) => Status::internal(m),
+        LauncherError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
     }
 }
 
@@ -110,6 +111,25 @@ impl launcher_proto::Launcher for Service {
         self.check(&req.get_ref().uid)?;
         Ok(Response::new(
             self.launcher.guest_info().await.map_err(status)?,
+        ))
+    }
+
+    async fn prepare_migration_target(&self, req: Request<SyncRequest>) -> Reply<MigrationTarget> {
+        let req = req.into_inner();
+        info!("preparing as a migration target");
+        let t = self
+            .launcher
+            .prepare_migration_target(&req.vmi_json, &req.container_disks)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(t))
+    }
+
+    async fn migrate(&self, req: Request<MigrateRequest>) -> Reply<DomainStatus> {
+        self.check(&req.get_ref().uid)?;
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.launcher.migrate(&req).await.map_err(status)?,
         ))
     }
 

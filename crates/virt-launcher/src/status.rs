@@ -15,6 +15,8 @@ pub mod exit_code {
     /// The domain was destroyed: Kill or Delete, or the grace period ran out after a shutdown
     /// request.
     pub const DESTROYED: i32 = 3;
+    /// The domain moved to a migration target (a clean end for this pod).
+    pub const MIGRATED: i32 = 0;
 }
 
 // libvirt's virDomainState values.
@@ -62,6 +64,8 @@ pub fn from_libvirt(state: u32, reason: i32) -> (DomainState, StateReason) {
                 1 => R::Shutdown,
                 2 => R::Destroyed,
                 3 | 8 => R::Crashed,
+                // VIR_DOMAIN_SHUTOFF_MIGRATED
+                5 => R::Migration,
                 6 => R::Failed,
                 _ => R::Unknown,
             },
@@ -80,9 +84,15 @@ pub fn is_final(state: DomainState) -> bool {
     matches!(state, DomainState::Shutoff | DomainState::Crashed)
 }
 
+/// Did the domain stop here because it moved to a migration target?
+pub fn migrated_away(state: DomainState, reason: StateReason) -> bool {
+    state == DomainState::Shutoff && reason == StateReason::Migration
+}
+
 /// The exit code for a domain that stopped in `state` for `reason`.
 pub fn exit_code_for(state: DomainState, reason: StateReason) -> i32 {
     match (state, reason) {
+        (DomainState::Shutoff, StateReason::Migration) => exit_code::MIGRATED,
         (DomainState::Shutoff, StateReason::Shutdown) => exit_code::GUEST_SHUTDOWN,
         (DomainState::Shutoff, StateReason::Destroyed) => exit_code::DESTROYED,
         _ => exit_code::CRASHED,
