@@ -576,21 +576,19 @@ fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())
 }
 
+/// A merge patch of the VMI (no status subresource on VMIs, as upstream: status and labels
+/// change together, in one write).
 async fn patch_vmi(
     ctx: &Context,
     ns: &str,
     name: &str,
-    status: bool,
     body: serde_json::Value,
 ) -> Result<(), Error> {
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), ns);
-    let pp = PatchParams::default();
-    let res = if status {
-        vmis.patch_status(name, &pp, &Patch::Merge(body)).await
-    } else {
-        vmis.patch(name, &pp, &Patch::Merge(body)).await
-    };
-    res.map(drop).map_err(Error::UpdateStatus)
+    vmis.patch(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map(drop)
+        .map_err(Error::UpdateStatus)
 }
 
 /// Source side: proxies in the source pod to the target node, the launcher's Migrate, and the
@@ -624,8 +622,7 @@ async fn migrate_out(
         ctx,
         out.ns,
         out.name,
-        true,
-        serde_json::json!({"migrationState": {"startTimestamp": now_time()}}),
+        serde_json::json!({"status": {"migrationState": {"startTimestamp": now_time()}}}),
     )
     .await?;
     tracing::info!(
@@ -679,22 +676,16 @@ async fn record_outcome(
                 ctx,
                 out.ns,
                 out.name,
-                true,
                 serde_json::json!({
-                    "nodeName": out.target_node,
-                    "migrationState": {"completed": true, "endTimestamp": now},
+                    "metadata": {"labels": {
+                        NODE_NAME_LABEL: out.target_node,
+                        migration::TARGET_NODE_LABEL: null,
+                    }},
+                    "status": {
+                        "nodeName": out.target_node,
+                        "migrationState": {"completed": true, "endTimestamp": now},
+                    },
                 }),
-            )
-            .await?;
-            patch_vmi(
-                ctx,
-                out.ns,
-                out.name,
-                false,
-                serde_json::json!({"metadata": {"labels": {
-                    NODE_NAME_LABEL: out.target_node,
-                    migration::TARGET_NODE_LABEL: null,
-                }}}),
             )
             .await?;
             let _ = client
@@ -708,20 +699,14 @@ async fn record_outcome(
                 ctx,
                 out.ns,
                 out.name,
-                true,
-                serde_json::json!({"migrationState": {
-                    "failed": true,
-                    "failureReason": reason,
-                    "endTimestamp": now,
-                }}),
-            )
-            .await?;
-            patch_vmi(
-                ctx,
-                out.ns,
-                out.name,
-                false,
-                serde_json::json!({"metadata": {"labels": {migration::TARGET_NODE_LABEL: null}}}),
+                serde_json::json!({
+                    "metadata": {"labels": {migration::TARGET_NODE_LABEL: null}},
+                    "status": {"migrationState": {
+                        "failed": true,
+                        "failureReason": reason,
+                        "endTimestamp": now,
+                    }},
+                }),
             )
             .await?;
         }
@@ -850,11 +835,10 @@ async fn prepare_target(
         ctx,
         ns,
         name,
-        true,
-        serde_json::json!({"migrationState": {
+        serde_json::json!({"status": {"migrationState": {
             "targetNodeAddress": address.to_string(),
             "targetDirectMigrationNodePorts": ports.to_map(),
-        }}),
+        }}}),
     )
     .await?;
     tracing::info!(migration = %migration_uid, %address, ?ports, "migration target ready");

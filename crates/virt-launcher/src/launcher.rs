@@ -239,6 +239,12 @@ impl Launcher {
             Ok(Err(e)) => (DomainState::NoState, StateReason::Unknown, e.to_string()),
             Err(e) => (DomainState::NoState, StateReason::Unknown, e.to_string()),
         };
+        // libvirt does not always say why a migrated domain stopped; this launcher knows.
+        let (state, reason) = if inner.migrated && state == DomainState::Shutoff {
+            (state, StateReason::Migration)
+        } else {
+            (state, reason)
+        };
         let mut st = DomainStatus {
             name: self.domain_name.clone(),
             uid: self.cfg.uid.clone(),
@@ -458,7 +464,7 @@ impl Launcher {
         let mut failures = 0;
         loop {
             tokio::time::sleep(POLL).await;
-            let (st, incoming) = {
+            let (st, incoming, migrating, migrated) = {
                 let mut inner = self.inner.lock().await;
                 if inner.finished.is_some() {
                     return;
@@ -473,9 +479,23 @@ impl Launcher {
                         f.abort();
                     }
                 }
-                (st, inner.incoming)
+                (st, inner.incoming, inner.migrating, inner.migrated)
             };
             if incoming {
+                continue;
+            }
+            if migrated {
+                // Hold on until the node agent recorded the move (it calls Delete then): a
+                // launcher exiting first would end the pod under a VMI that still names it.
+                self.observe(&st);
+                info!("the domain moved to the migration target; waiting for Delete");
+                tokio::time::sleep(MIGRATED_HOLD).await;
+                self.finish(st, exit_code::MIGRATED).await;
+                return;
+            }
+            if migrating && (status::is_final(st.state()) || st.state() == DomainState::None) {
+                // The source domain stops as the migration completes, before the migration
+                // call returns with the verdict.
                 continue;
             }
             if st.state() == DomainState::NoState && !st.message.is_empty() {
@@ -495,15 +515,6 @@ impl Launcher {
                 return;
             }
             self.observe(&st);
-            if status::migrated_away(st.state(), st.reason()) {
-                // Hold on until the node agent recorded the move (it calls Delete then): a
-                // launcher exiting first would end the pod under a VMI that still names it.
-                info!("the domain moved to the migration target; waiting for Delete");
-                self.inner.lock().await.migrated = true;
-                tokio::time::sleep(MIGRATED_HOLD).await;
-                self.finish(st, exit_code::MIGRATED).await;
-                return;
-            }
             if status::is_final(st.state()) {
                 let code = status::exit_code_for(st.state(), st.reason());
                 self.finish(st, code).await;
@@ -667,7 +678,11 @@ impl Launcher {
             inner.migrating = true;
         }
         let res = self.run_migration(req).await;
-        self.inner.lock().await.migrating = false;
+        {
+            let mut inner = self.inner.lock().await;
+            inner.migrated = res.is_ok();
+            inner.migrating = false;
+        }
         res?;
         let st = self.status().await;
         self.observe(&st);

@@ -84,11 +84,6 @@ pub fn is_final(state: DomainState) -> bool {
     matches!(state, DomainState::Shutoff | DomainState::Crashed)
 }
 
-/// Did the domain stop here because it moved to a migration target?
-pub fn migrated_away(state: DomainState, reason: StateReason) -> bool {
-    state == DomainState::Shutoff && reason == StateReason::Migration
-}
-
 /// The exit code for a domain that stopped in `state` for `reason`.
 pub fn exit_code_for(state: DomainState, reason: StateReason) -> i32 {
     match (state, reason) {
