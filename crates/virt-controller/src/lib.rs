@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod controllers;
 pub mod instancetype;
 pub mod leader;
+pub mod migration;
 pub mod names;
 pub mod node;
 pub mod preset;

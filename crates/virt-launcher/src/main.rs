@@ -326,6 +326,36 @@ async fn serve(args: Args, libvirt_root: PathBuf) -> anyhow::Result<i32> {
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = std::fs::remove_file(&sock);
     launcher.libvirt().stop();
+    if std::env::var_os("POD_NAME").is_some() {
+        release_container_disks(Path::new(CONTAINER_DISKS_DIR));
+    }
     info!(exit_code = code, "exiting");
     Ok(code)
+}
+
+/// Where a launcher pod's containerDisk containers put their sockets (the `container-disks`
+/// emptyDir, as upstream lays it out).
+const CONTAINER_DISKS_DIR: &str = "/var/run/kubevirt/container-disks";
+
+/// Removes the containerDisk containers' `disk_N.sock` files: each container ends when its
+/// socket is gone (as upstream's container-disk does), so the pod completes once this guest
+/// is gone for good (stopped, failed or migrated away).
+fn release_container_disks(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("disk_") && name.ends_with(".sock") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    info!(socket = %e.path().display(), "released the containerDisk container")
+                }
+                Err(error) => {
+                    warn!(socket = %e.path().display(), %error, "removing a containerDisk socket failed")
+                }
+            }
+        }
+    }
 }

@@ -89,6 +89,30 @@ pub fn restart(
     })
 }
 
+/// `migrate VM`: asks virt-api to create a migration of the VM's instance; `added` are node
+/// labels the target must carry on top of the instance's own selector.
+pub fn migrate(namespace: &str, name: &str, added: &[String], dry: bool) -> Result<Request, Error> {
+    let mut selector = serde_json::Map::new();
+    for kv in added {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Error::Usage(format!(
+                "--addedNodeSelector: {kv:?} is not of the form key=value"
+            )));
+        };
+        selector.insert(k.into(), json!(v));
+    }
+    let mut body = json!({"dryRun": dry_run(dry)});
+    if !selector.is_empty() {
+        body["addedNodeSelector"] = Value::Object(selector);
+    }
+    Ok(Request {
+        path: subresource_path(Kind::Vm, namespace, name, "migrate"),
+        body,
+        failure: "Error migrating VirtualMachine".into(),
+        success: format!("VM {name} was scheduled to migrate"),
+    })
+}
+
 /// `pause vm|vmi NAME` / `unpause vm|vmi NAME`: both act on the instance (a VM's instance has
 /// the VM's name); `pause` is true for pause.
 pub fn pause(namespace: &str, name: &str, pause: bool, dry: bool) -> Request {
@@ -122,6 +146,24 @@ pub fn pause_kind(arg: &str) -> Result<Kind, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrate_body() {
+        let r = migrate("ns", "v", &["zone=b".into()], true).unwrap();
+        assert_eq!(
+            r.path,
+            "/apis/subresources.kubevirt.io/v1/namespaces/ns/virtualmachines/v/migrate"
+        );
+        assert_eq!(
+            r.body,
+            json!({"dryRun": ["All"], "addedNodeSelector": {"zone": "b"}})
+        );
+        assert_eq!(r.success, "VM v was scheduled to migrate");
+        assert!(matches!(
+            migrate("ns", "v", &["zone".into()], false),
+            Err(Error::Usage(m)) if m.contains("--addedNodeSelector")
+        ));
+    }
 
     #[test]
     fn bodies() {

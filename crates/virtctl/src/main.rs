@@ -98,6 +98,23 @@ enum Command {
         #[command(flatten)]
         dry: DryRun,
     },
+    /// Migrate a running virtual machine to another node.
+    Migrate {
+        name: String,
+        /// Node labels the target node must have (key=value, repeatable), on top of the
+        /// instance's own node selector.
+        #[arg(long = "addedNodeSelector", value_delimiter = ',')]
+        added_node_selector: Vec<String>,
+        #[command(flatten)]
+        dry: DryRun,
+    },
+    /// Cancel the migration of a virtual machine that has not finished yet.
+    #[command(name = "migrate-cancel")]
+    MigrateCancel {
+        name: String,
+        #[command(flatten)]
+        dry: DryRun,
+    },
     /// Pause a virtual machine: its state stays in memory. Type: vm or vmi.
     Pause {
         #[arg(value_name = "vm|vmi")]
@@ -406,8 +423,59 @@ fn lifecycle_request(cmd: &Command, ns: &str) -> Result<Option<lifecycle::Reques
             force.grace_period,
             dry.dry_run,
         )?),
+        Command::Migrate {
+            name,
+            added_node_selector,
+            dry,
+        } => Some(lifecycle::migrate(
+            ns,
+            name,
+            added_node_selector,
+            dry.dry_run,
+        )?),
         _ => None,
     })
+}
+
+/// `migrate-cancel VM`: deletes the VM's migration that has not finished (the controller
+/// then takes the target down).
+async fn migrate_cancel(cluster: &Cluster, name: &str, dry: bool) -> anyhow::Result<()> {
+    let ar = kubevirt_resource(
+        "VirtualMachineInstanceMigration",
+        "virtualmachineinstancemigrations",
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &ar);
+    let all = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("Error listing migrations: {e}"))?;
+    let in_flight: Vec<String> = all
+        .items
+        .iter()
+        .filter(|m| m.data["spec"]["vmiName"].as_str() == Some(name))
+        .filter(|m| {
+            !matches!(
+                m.data["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .filter_map(|m| m.metadata.name.clone())
+        .collect();
+    if in_flight.is_empty() {
+        anyhow::bail!("Found no migration to cancel for {name}");
+    }
+    let dp = kube::api::DeleteParams {
+        dry_run: dry,
+        ..Default::default()
+    };
+    for m in in_flight {
+        api.delete(&m, &dp)
+            .await
+            .map_err(|e| anyhow::anyhow!("Error canceling migration {m} of {name}: {e}"))?;
+    }
+    println!("VM {name} was scheduled to migrate-cancel");
+    Ok(())
 }
 
 fn proxy_context(cli: &Cli) -> anyhow::Result<ssh::ProxyContext> {
@@ -609,12 +677,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot obtain KubeVirt client: {e}"))?;
     let ns = cluster.namespace.clone();
     match &cli.command {
-        Command::Start { .. } | Command::Stop { .. } | Command::Restart { .. } => {
-            match lifecycle_request(&cli.command, &ns)? {
-                Some(req) => put(&cluster, &req).await,
-                None => Ok(()),
-            }
-        }
+        Command::MigrateCancel { name, dry } => migrate_cancel(&cluster, name, dry.dry_run).await,
+        Command::Start { .. }
+        | Command::Stop { .. }
+        | Command::Restart { .. }
+        | Command::Migrate { .. } => match lifecycle_request(&cli.command, &ns)? {
+            Some(req) => put(&cluster, &req).await,
+            None => Ok(()),
+        },
         Command::Pause { kind, name, dry } => pause(&cluster, kind, name, true, dry.dry_run).await,
         Command::Unpause { kind, name, dry } => {
             pause(&cluster, kind, name, false, dry.dry_run).await

@@ -32,6 +32,8 @@ fn prepare() {
             "virt-handler",
             "virt-launcher",
             "virtctl",
+            // kvrs-shim, which the kubelet runs containers under when it is there.
+            "kubevirt-embedded-kubelet",
         ] {
             cmd.args(["-p", p]);
         }
@@ -81,6 +83,11 @@ struct Cluster {
 impl Cluster {
     /// A running one-node cluster.
     fn up(tag: &str) -> Cluster {
+        Cluster::up_nodes(tag, 1)
+    }
+
+    /// A running cluster of `nodes` nodes.
+    fn up_nodes(tag: &str, nodes: u32) -> Cluster {
         prepare();
         let tmp = tempfile::tempdir().expect("temp dir");
         let c = Cluster {
@@ -96,6 +103,8 @@ impl Cluster {
             &c.prefix,
             "--timeout",
             "180",
+            "--nodes",
+            &nodes.to_string(),
         ]);
         assert!(out.status.success(), "virt-cluster up: {}", text(&out));
         c
@@ -213,9 +222,70 @@ impl Cluster {
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
-    /// QEMU processes of this cluster's pods (by their cgroup, which names the node).
+    /// The serial console log the launcher of pod `pod` writes (on the pod's node).
+    fn pod_serial_log(&self, pod: &str) -> String {
+        let uid = self.jsonpath(&["get", "pod", pod], "{.metadata.uid}");
+        let node = self.jsonpath(&["get", "pod", pod], "{.spec.nodeName}");
+        if uid.is_empty() || node.is_empty() {
+            return String::new();
+        }
+        let path = self
+            .dir
+            .join("nodes")
+            .join(node)
+            .join("kubelet/pods")
+            .join(uid)
+            .join("volumes/kubernetes.io~empty-dir/sockets/virt-serial0-log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// A `virtctl console` session that types each input after its pause, then hangs up;
+    /// returns what the console showed.
+    fn console_session(&self, vmi: &str, inputs: &[(&str, u64)]) -> String {
+        use std::io::Write;
+        let mut console = Command::new(bin("virtctl"))
+            .args(["console", vmi])
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("HOME", &self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("virtctl console");
+        {
+            let mut stdin = console.stdin.take().expect("stdin");
+            std::thread::sleep(Duration::from_secs(1));
+            for (input, pause) in inputs {
+                let _ = stdin.write_all(input.as_bytes());
+                let _ = stdin.flush();
+                std::thread::sleep(Duration::from_secs(*pause));
+            }
+            // Closing stdin ends the session.
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while console.try_wait().expect("wait").is_none() {
+            if Instant::now() >= deadline {
+                let _ = console.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = console.wait_with_output().expect("console output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// QEMU processes of this cluster's pods on any of its nodes (by their cgroup, which
+    /// names the node).
+    fn all_qemu_pids(&self) -> Vec<u32> {
+        self.qemu_pids_matching(&format!("/{}0", self.prefix))
+    }
+
+    /// QEMU processes of this cluster's pods on its first node.
     fn qemu_pids(&self) -> Vec<u32> {
-        let node = format!("{}01", self.prefix);
+        self.qemu_pids_matching(&format!("/{}01/", self.prefix))
+    }
+
+    fn qemu_pids_matching(&self, cgroup_part: &str) -> Vec<u32> {
         std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -226,7 +296,7 @@ impl Cluster {
                 let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
                 String::from_utf8_lossy(&cmd).contains("qemu-system")
                     && String::from_utf8_lossy(&cmd).contains("guest=")
-                    && cg.contains(&format!("/{node}/"))
+                    && cg.contains(cgroup_part)
             })
             .collect()
     }
@@ -595,4 +665,163 @@ spec:
             == 1
     });
     assert_eq!(running(&c), 1);
+}
+
+/// Live migration (`virtctl migrate`) between the two nodes of a `--nodes 2` cluster: the
+/// migration goes through its phases to Succeeded, the instance keeps its uid and moves node,
+/// the guest keeps running (no boot on the target, the console answers with a shell), the
+/// source QEMU is gone, and stop on the new node works.
+#[test]
+fn testvm_live_migrates_to_the_other_node() {
+    let c = Cluster::up_nodes("m", 2);
+    let o = c.apply(&testvm());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.virtctl(&["start", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the VMI to exist", Duration::from_secs(30), |c| {
+        !c.vmi_uid("testvm").is_empty()
+    });
+    let o = c.kubectl(&[
+        "wait",
+        "vmi/testvm",
+        "--for=condition=Ready",
+        "--timeout=180s",
+    ]);
+    assert!(o.status.success(), "kubectl wait: {}", text(&o));
+    let uid = c.vmi_uid("testvm");
+    let source = c.jsonpath(&["get", "vmi", "testvm"], "{.status.nodeName}");
+    let source_pod = c.jsonpath(
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("kubevirt.io/created-by={uid}"),
+        ],
+        "{.items[0].metadata.name}",
+    );
+    c.wait(
+        "the login prompt on the console",
+        Duration::from_secs(90),
+        |c| c.pod_serial_log(&source_pod).contains("testvm login:"),
+    );
+    c.wait(
+        "the LiveMigratable condition",
+        Duration::from_secs(30),
+        |c| {
+            c.jsonpath(
+                &["get", "vmi", "testvm"],
+                "{.status.conditions[?(@.type==\"LiveMigratable\")].status}",
+            ) == "True"
+        },
+    );
+
+    let t0 = Instant::now();
+    let o = c.virtctl(&["migrate", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("VM testvm was scheduled to migrate"),
+        "{}",
+        text(&o)
+    );
+    c.wait("a migration object", Duration::from_secs(30), |c| {
+        !c.jsonpath(&["get", "vmim"], "{.items[0].metadata.name}")
+            .is_empty()
+    });
+    let vmim = c.jsonpath(&["get", "vmim"], "{.items[0].metadata.name}");
+    let o = c.kubectl(&[
+        "wait",
+        &format!("vmim/{vmim}"),
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=240s",
+    ]);
+    if !o.status.success() {
+        panic!(
+            "the migration did not succeed: {}\n{}\ncontroller:\n{}\nhandler:\n{}",
+            text(&o),
+            c.ok(&["get", "vmim,vmi,pods", "-o", "yaml"]),
+            c.log_tail("virt-controller"),
+            c.log_tail("virt-handler")
+        );
+    }
+    eprintln!(
+        "migration Succeeded {:?} after virtctl migrate",
+        t0.elapsed()
+    );
+    let phases = c.jsonpath(
+        &["get", "vmim", &vmim],
+        "{.status.phaseTransitionTimestamps[*].phase}",
+    );
+    for p in ["Scheduling", "Scheduled", "PreparingTarget", "Succeeded"] {
+        assert!(phases.split(' ').any(|x| x == p), "phase {p} in {phases:?}");
+    }
+    assert_eq!(c.vmi_uid("testvm"), uid, "the same instance");
+    let target = c.jsonpath(&["get", "vmi", "testvm"], "{.status.nodeName}");
+    assert!(
+        !target.is_empty() && target != source,
+        "moved from {source} to {target:?}"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.metadata.labels.kubevirt\\.io/nodeName}"
+        ),
+        target
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.migrationState.completed}"
+        ),
+        "true"
+    );
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}"),
+        "Running"
+    );
+    let target_pod = c.jsonpath(
+        &["get", "vmi", "testvm"],
+        "{.status.migrationState.targetPod}",
+    );
+    assert_eq!(
+        c.jsonpath(&["get", "pod", &target_pod], "{.spec.nodeName}"),
+        target
+    );
+    c.wait(
+        "the source pod to complete",
+        Duration::from_secs(120),
+        |c| c.jsonpath(&["get", "pod", &source_pod], "{.status.phase}") == "Succeeded",
+    );
+    c.wait("one QEMU left", Duration::from_secs(60), |c| {
+        c.all_qemu_pids().len() == 1
+    });
+
+    // The same guest, still running: the target never booted it, and its console answers.
+    let shown = c.console_session(
+        "testvm",
+        &[
+            ("\r", 2),
+            ("root\r", 2),
+            ("kubevirt\r", 3),
+            ("echo MARK$((6*7))\r", 3),
+        ],
+    );
+    assert!(
+        shown.contains("MARK42"),
+        "a shell on the migrated guest: {shown}"
+    );
+    let target_log = c.pod_serial_log(&target_pod);
+    assert!(
+        !target_log.contains("guest-init: kubevirt-rs guest"),
+        "the guest booted again on the target: {target_log}"
+    );
+
+    // Stop works from the new node.
+    let o = c.virtctl(&["stop", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait("the VMI gone after stop", Duration::from_secs(120), |c| {
+        c.vmi_uid("testvm").is_empty()
+    });
+    c.wait("no QEMU left", Duration::from_secs(30), |c| {
+        c.all_qemu_pids().is_empty()
+    });
 }

@@ -365,6 +365,29 @@ pub fn main(dir: &Path) -> i32 {
             }
             let _ = nix::unistd::chdir("/");
         }
+        // As upstream's container-disk: the socket file going away (the launcher removes it
+        // when its guest is gone for good, e.g. after a migration) ends the container, so
+        // the pod can complete without a signal.
+        if let (Some(sock), Ok(dir)) = (spec.listen_socket.clone(), dirfile.try_clone()) {
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    if !sock.exists() {
+                        let _ = write_json_at(
+                            &dir,
+                            EXITED,
+                            &Exited {
+                                exit_code: 0,
+                                signal: None,
+                                finished_at: now_rfc3339(),
+                                error: None,
+                            },
+                        );
+                        std::process::exit(0);
+                    }
+                }
+            });
+        }
         let sig = wait.wait().ok();
         let _ = write_json_at(
             &dirfile,

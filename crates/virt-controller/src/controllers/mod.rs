@@ -2,6 +2,7 @@
 //! every controller interested in that kind (shared watches), and each controller's reconcile
 //! carries out what the pure modules decide.
 
+pub mod migration;
 pub mod node;
 pub mod replicaset;
 pub mod vm;
@@ -18,7 +19,10 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use kubevirt_api::config::ClusterConfig;
-use kubevirt_api::v1::{VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceReplicaSet};
+use kubevirt_api::v1::{
+    VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceMigration,
+    VirtualMachineInstanceReplicaSet,
+};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
@@ -70,6 +74,7 @@ pub struct Context {
     pub vmis: Store<VirtualMachineInstance>,
     pub pods: Store<Pod>,
     pub replicasets: Store<VirtualMachineInstanceReplicaSet>,
+    pub migrations: Store<VirtualMachineInstanceMigration>,
 }
 
 impl Context {
@@ -204,6 +209,10 @@ pub async fn run(
         Api::<VirtualMachineInstanceReplicaSet>::all(client.clone()),
         watcher::Config::default(),
     );
+    let migrations = Informer::new(
+        Api::<VirtualMachineInstanceMigration>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -219,18 +228,26 @@ pub async fn run(
         vmis: vmis.store.clone(),
         pods: pods.store.clone(),
         replicasets: replicasets.store.clone(),
+        migrations: migrations.store.clone(),
     });
     let vm_controller = vm::controller(ctx.clone(), &vms, &vmis);
     let vmi_controller = vmi::controller(ctx.clone(), &vmis, &pods);
     let rs_controller = replicaset::controller(ctx.clone(), &replicasets, &vmis);
-    let informers =
-        futures_util::future::join4(vms.run(), vmis.run(), pods.run(), replicasets.run());
+    let migration_controller = migration::controller(ctx.clone(), &migrations, &vmis, &pods);
+    let informers = futures_util::future::join5(
+        vms.run(),
+        vmis.run(),
+        pods.run(),
+        replicasets.run(),
+        migrations.run(),
+    );
     let node_controller = node::controller(ctx.clone());
-    let controllers = futures_util::future::join4(
+    let controllers = futures_util::future::join5(
         vm_controller,
         vmi_controller,
         rs_controller,
         node_controller,
+        migration_controller,
     );
     tokio::select! {
         _ = informers => {}

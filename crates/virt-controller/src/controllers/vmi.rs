@@ -106,7 +106,7 @@ async fn admit_vmi(ctx: &Context, vmi: &VirtualMachineInstance) -> Result<Action
     }
 }
 
-async fn pvcs_for(
+pub(crate) async fn pvcs_for(
     ctx: &Context,
     vmi: &VirtualMachineInstance,
 ) -> Result<BTreeMap<String, PersistentVolumeClaim>, Error> {
@@ -273,7 +273,19 @@ pub async fn reconcile(
         launcher_image: &ctx.config.launcher.image,
         owner_vm_exists: owner_vm_exists(&ctx, &vmi),
     };
-    let next = phase::next(&vmi, &refs, &context, now);
+    let mut next = phase::next(&vmi, &refs, &context, now);
+    if let Some(status) = next.status.as_mut()
+        && matches!(
+            status.phase(),
+            kubevirt_api::v1::vmi_phases::SCHEDULED | kubevirt_api::v1::vmi_phases::RUNNING
+        )
+        && vmi.metadata.deletion_timestamp.is_none()
+    {
+        let pvcs = pvcs_for(&ctx, &vmi).await?;
+        let mut cond = crate::migration::live_migratable_condition(&vmi, &pvcs);
+        cond.last_transition_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        crate::conditions::update(&mut status.conditions, cond);
+    }
     if next.status != vmi.status
         || next.metadata.finalizers != vmi.metadata.finalizers
         || next.metadata.labels != vmi.metadata.labels
