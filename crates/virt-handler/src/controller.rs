@@ -13,10 +13,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::v1::{DomainRequest, DomainState, DomainStatus, InfoRequest, SyncRequest};
 use launcher_proto::{LauncherClient, SOCKET_NAME};
@@ -25,6 +26,7 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::action::{self, LauncherAction};
+use crate::events::{self, VmiEvent};
 use crate::migration::{self, SourceStep, TargetStep};
 use crate::status::{self, Observed};
 
@@ -57,6 +59,29 @@ pub struct Context {
     shutdowns: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Open migration-target proxies by migration uid, with the VMI's namespace and name.
     migrations: std::sync::Mutex<std::collections::HashMap<String, OpenTarget>>,
+    /// Records the VMI events (reporting component `virt-handler`, instance: the node).
+    recorder: Recorder,
+}
+
+impl Context {
+    /// Records `event` on `vmi`. A failure to record is logged, never fatal: events are
+    /// informational.
+    async fn record(&self, vmi: &VirtualMachineInstance, event: VmiEvent) {
+        let ev = Event {
+            type_: if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.into(),
+            note: Some(event.message.into()),
+            action: event.reason.into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&ev, &vmi.object_ref(&())).await {
+            tracing::warn!(%error, reason = event.reason, "recording an event failed");
+        }
+    }
 }
 
 /// A migration this node is the target of, with its proxies.
@@ -148,11 +173,19 @@ pub async fn run(client: kube::Client, config: Config, shutdown: impl Future<Out
     let vmis: Api<VirtualMachineInstance> = Api::all(client.clone());
     let selector = format!("{NODE_NAME_LABEL}={}", config.node);
     let target_selector = format!("{}={}", migration::TARGET_NODE_LABEL, config.node);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "virt-handler".into(),
+            instance: Some(config.node.clone()),
+        },
+    );
     let ctx = Arc::new(Context {
         client,
         config,
         shutdowns: Default::default(),
         migrations: Default::default(),
+        recorder,
     });
     let controller = Controller::new(vmis.clone(), watcher::Config::default().labels(&selector))
         .run(reconcile, error_policy, Arc::clone(&ctx))
@@ -341,7 +374,7 @@ async fn reconcile_vmi(
         tracing::info!("the launcher exited under a running guest");
         let current = vmi.status.clone().unwrap_or_default();
         let next = status::next(&current, &Observed::default(), node, Timestamp::now());
-        patch_status(ctx, &ns, &name, &current, &next).await?;
+        patch_status(ctx, vmi, &current, &next).await?;
         return Ok(Action::await_change());
     }
     let socket = launcher_socket(&ctx.config.kubelet_root, &pod_uid);
@@ -445,7 +478,11 @@ async fn reconcile_vmi(
             }
         }
     };
-    match action::decide(vmi, domain.as_ref(), since_shutdown) {
+    let launcher_action = action::decide(vmi, domain.as_ref(), since_shutdown);
+    // The stopped domain this handler just deleted: its last state (shut down, or crashed) is
+    // the VMI's outcome, so a deleted VMI ends Succeeded or Failed as upstream's does.
+    let mut deleted: Option<DomainStatus> = None;
+    match launcher_action {
         LauncherAction::Nothing => {}
         LauncherAction::Sync => {
             let vmi_json = serde_json::to_vec(vmi).map_err(Error::Encode)?;
@@ -485,8 +522,12 @@ async fn reconcile_vmi(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&uid);
-            domain = None;
+            deleted = domain.take();
         }
+    }
+    // Recorded once the call went through (an error returned above records nothing).
+    if let Some(ev) = events::for_action(launcher_action) {
+        ctx.record(vmi, ev).await;
     }
 
     let guest = match domain.as_ref().filter(|d| d.is_active()) {
@@ -500,23 +541,24 @@ async fn reconcile_vmi(
     let current = vmi.status.clone().unwrap_or_default();
     // A stopping VMI's phase is not ours to move past a domain we deleted ourselves.
     let observed = Observed {
-        domain: domain.as_ref(),
+        domain: domain.as_ref().or(deleted.as_ref()),
         info: Some(&info),
         guest: guest.as_ref(),
     };
     let mut next = status::next(&current, &observed, node, Timestamp::now());
-    if stopping && domain.is_none() {
+    // A stopping VMI whose domain is already gone (deleted by an earlier reconcile, or never
+    // there): its phase is not ours to move on to Failed.
+    if stopping && observed.domain.is_none() {
         next.phase = current.phase.clone();
     }
-    patch_status(ctx, &ns, &name, &current, &next).await?;
+    patch_status(ctx, vmi, &current, &next).await?;
     Ok(Action::requeue(ctx.config.poll))
 }
 
 /// Writes `next` when it differs from `current`.
 async fn patch_status(
     ctx: &Context,
-    ns: &str,
-    name: &str,
+    vmi: &VirtualMachineInstance,
     current: &kubevirt_api::v1::VirtualMachineInstanceStatus,
     next: &kubevirt_api::v1::VirtualMachineInstanceStatus,
 ) -> Result<(), Error> {
@@ -531,9 +573,10 @@ async fn patch_status(
         obj.entry("interfaces")
             .or_insert_with(|| serde_json::json!([]));
     }
-    let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), ns);
+    let ns = vmi.namespace().ok_or(Error::MissingField("namespace"))?;
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &ns);
     vmis.patch(
-        name,
+        &vmi.name_any(),
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({ "status": value })),
     )
@@ -541,6 +584,9 @@ async fn patch_status(
     .map_err(Error::UpdateStatus)?;
     if next.phase != current.phase {
         tracing::info!(from = current.phase(), to = next.phase(), "VMI phase");
+        if let Some(ev) = events::for_phase_change(current.phase(), next.phase()) {
+            ctx.record(vmi, ev).await;
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `status` | VMI phase, conditions, interfaces and guest OS info from what the launcher reports | pure |
 //! | `action` | what to ask the launcher (Sync, Shutdown, Delete) for a VMI and its domain | pure |
+//! | `events` | the events recorded on a VMI (upstream's reasons and messages) for a launcher call or a phase change | pure |
 //! | `controller` | the kube-rs VMI controller carrying it out against the launchers on this node | I/O |
 //! | `containerdisk` | which data container holds each containerDisk, and its root on this node | pure (+ /proc) |
 //! | `server` | the console server (mutual TLS): console/VNC websockets, pause, guest info, for virt-api | I/O |
@@ -14,6 +15,7 @@
 pub mod action;
 pub mod containerdisk;
 pub mod controller;
+pub mod events;
 pub mod heartbeat;
 pub mod migration;
 pub mod portforward;

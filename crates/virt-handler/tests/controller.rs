@@ -310,6 +310,25 @@ spec:
     })
     .await;
     assert!(fake.state.lock().unwrap().domain.is_none());
+    // The shut-down guest is the VMI's outcome: Succeeded, as upstream's handler reports.
+    eventually("phase Succeeded", || async {
+        (vmis.get("vm1").await.ok()?.status?.phase() == "Succeeded").then_some(())
+    })
+    .await;
+    // The handler's events on the VMI, with upstream's reasons.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(c.client.clone(), "default");
+    let reasons = eventually("the handler's events", || async {
+        let list = events
+            .list(&kube::api::ListParams::default().fields("involvedObject.name=vm1"))
+            .await
+            .ok()?;
+        let mut reasons: Vec<String> = list.items.into_iter().filter_map(|e| e.reason).collect();
+        reasons.sort();
+        (reasons.len() >= 4).then_some(reasons)
+    })
+    .await;
+    assert_eq!(reasons, ["Created", "ShuttingDown", "Started", "Stopped"]);
 
     handler.abort();
     server.abort();

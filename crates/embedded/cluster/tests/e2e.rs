@@ -274,6 +274,76 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Through `virtctl vnc --proxy-only`: the RFB handshake (version 3.8, security None,
+    /// shared), then one full framebuffer update request. Returns the screen's width and
+    /// height and the number of rectangles in the update.
+    fn vnc_frame(&self, vmi: &str) -> (u16, u16, u16) {
+        use std::io::{BufRead, Read, Write};
+        let mut proxy = Command::new(bin("virtctl"))
+            .args(["vnc", "--proxy-only", vmi])
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("HOME", &self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("virtctl vnc");
+        // Killed however the handshake ends.
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let stdout = proxy.stdout.take().expect("stdout");
+        let proxy = Kill(proxy);
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("virtctl vnc output");
+        let port = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["port"].as_u64())
+            .unwrap_or_else(|| panic!("virtctl vnc --proxy-only printed {line:?}"));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut version = [0u8; 12];
+        s.read_exact(&mut version).expect("RFB version");
+        assert!(
+            version.starts_with(b"RFB 003."),
+            "server version {version:?}"
+        );
+        s.write_all(b"RFB 003.008\n").unwrap();
+        let mut n = [0u8; 1];
+        s.read_exact(&mut n).expect("security types");
+        assert!(n[0] > 0, "the server refused the connection");
+        let mut types = vec![0u8; n[0] as usize];
+        s.read_exact(&mut types).unwrap();
+        assert!(types.contains(&1), "no security type None: {types:?}");
+        s.write_all(&[1]).unwrap();
+        let mut result = [0u8; 4];
+        s.read_exact(&mut result).expect("security result");
+        assert_eq!(result, [0; 4], "security handshake failed");
+        s.write_all(&[1]).unwrap(); // ClientInit: shared
+        let mut init = [0u8; 24];
+        s.read_exact(&mut init).expect("ServerInit");
+        let width = u16::from_be_bytes([init[0], init[1]]);
+        let height = u16::from_be_bytes([init[2], init[3]]);
+        let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]);
+        let mut name = vec![0u8; name_len as usize];
+        s.read_exact(&mut name).unwrap();
+        // FramebufferUpdateRequest: not incremental, the whole screen.
+        let mut req = vec![3u8, 0, 0, 0, 0, 0];
+        req.extend_from_slice(&width.to_be_bytes());
+        req.extend_from_slice(&height.to_be_bytes());
+        s.write_all(&req).unwrap();
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head).expect("FramebufferUpdate");
+        assert_eq!(head[0], 0, "server message type {}", head[0]);
+        drop(proxy);
+        (width, height, u16::from_be_bytes([head[2], head[3]]))
+    }
+
     /// QEMU processes of this cluster's pods on any of its nodes (by their cgroup, which
     /// names the node).
     fn all_qemu_pids(&self) -> Vec<u32> {
@@ -402,35 +472,31 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
 
     // The console stream (kubectl's API server -> virt-api -> virt-handler over mutual TLS ->
     // the launcher's serial socket): a carriage return brings the login prompt back.
-    let mut console = Command::new(bin("virtctl"))
-        .args(["console", "testvm"])
-        .env("KUBECONFIG", c.dir.join("kubeconfig"))
-        .env("HOME", &c.dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("virtctl console");
-    {
-        use std::io::Write;
-        let mut stdin = console.stdin.take().expect("stdin");
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = stdin.write_all(b"\r");
-        let _ = stdin.flush();
-        std::thread::sleep(Duration::from_secs(4));
-        // Closing stdin ends the session.
+    let shown = c.console_session("testvm", &[("\r", 4)]);
+    assert!(shown.contains("testvm login:"), "console: {shown}");
+
+    // VNC (API server -> virt-api -> virt-handler -> the launcher's VNC socket, QEMU's VNC
+    // server): `virtctl vnc --proxy-only` gives a local port that speaks RFB; a client gets
+    // through the handshake and receives a framebuffer update of the guest's screen.
+    let (width, height, rects) = c.vnc_frame("testvm");
+    assert!(width > 0 && height > 0, "VNC screen {width}x{height}");
+    assert!(rects > 0, "no rectangles in the VNC framebuffer update");
+
+    // The VMI's events, with upstream's reasons: the controllers' and the handler's.
+    let reasons = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=VirtualMachineInstance,involvedObject.name=testvm",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]);
+    for want in ["SuccessfulCreate", "Created", "Started"] {
+        assert!(
+            reasons.lines().any(|r| r == want),
+            "VMI event {want} missing: {reasons}"
+        );
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while console.try_wait().expect("wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = console.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = console.wait_with_output().expect("console output");
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("testvm login:"), "console: {}", text(&out));
 
     // pause and unpause (virt-api -> virt-handler over mutual TLS -> launcher).
     let o = c.virtctl(&["pause", "vm", "testvm"]);
