@@ -29,6 +29,22 @@ pub mod v1 {
 pub use v1::launcher_client::LauncherClient;
 pub use v1::launcher_server::{Launcher, LauncherServer};
 
+/// The launcher's exit codes: they tell virt-handler (and the kubelet) how the VM ended.
+pub mod exit_code {
+    /// The guest shut down: it powered itself off, or obeyed an ACPI shutdown request; also a
+    /// launcher stopped before any domain was started.
+    pub const GUEST_SHUTDOWN: i32 = 0;
+    /// The launcher failed (bad arguments, libvirt unusable, lost connection to it).
+    pub const LAUNCHER_FAILURE: i32 = 1;
+    /// QEMU crashed or failed, or the guest panicked.
+    pub const CRASHED: i32 = 2;
+    /// The domain was destroyed: Kill or Delete, or the grace period ran out after a shutdown
+    /// request.
+    pub const DESTROYED: i32 = 3;
+    /// The domain moved to a migration target (a clean end for this pod).
+    pub const MIGRATED: i32 = 0;
+}
+
 /// The file name of the launcher's socket inside the pod's sockets directory.
 pub const SOCKET_NAME: &str = "launcher-sock";
 

@@ -2,7 +2,10 @@
 //!
 //! - A VMI being deleted, or in a final phase, is stopped: an active domain gets a Shutdown
 //!   (ACPI) once; a domain that stopped is Deleted, after which the launcher exits and its pod
-//!   completes. A domain still running `grace_period` after the Shutdown is Killed.
+//!   completes. A domain still running `grace_period` after the Shutdown is Killed; until
+//!   then the power button is pressed again every `RESIGNAL` (a press that comes before the
+//!   guest's ACPI daemon runs, early in its boot, is lost, and the guest would only go when
+//!   killed).
 //! - A Scheduled VMI without a domain is Synced (the launcher defines and starts it).
 //! - Otherwise nothing: Sync is idempotent, but a running domain needs no call, and a Running VMI
 //!   whose domain vanished goes Failed (see `status::phase`) rather than being started again.
@@ -32,24 +35,36 @@ pub fn grace_period(vmi: &VirtualMachineInstance) -> std::time::Duration {
     std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
+/// How often the power button is pressed again while a guest has not shut down.
+pub const RESIGNAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// When this handler pressed the guest's power button: how long ago the first and the latest
+/// press were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownTimes {
+    pub since_first: std::time::Duration,
+    pub since_last: std::time::Duration,
+}
+
 /// Whether the VMI should no longer run.
 pub fn stopping(vmi: &VirtualMachineInstance) -> bool {
     vmi.metadata.deletion_timestamp.is_some() || vmi.status.as_ref().is_some_and(|s| s.is_final())
 }
 
-/// `since_shutdown`: how long ago this handler asked for the shutdown, when it did.
+/// `shutdown`: when this handler asked for the shutdown, if it did.
 pub fn decide(
     vmi: &VirtualMachineInstance,
     domain: Option<&DomainStatus>,
-    since_shutdown: Option<std::time::Duration>,
+    shutdown: Option<ShutdownTimes>,
 ) -> LauncherAction {
     let domain = domain.filter(|d| d.state() != DomainState::None);
     let phase = vmi.status.as_ref().map(|s| s.phase()).unwrap_or("");
     if stopping(vmi) {
         return match domain {
             None => LauncherAction::Nothing,
-            Some(d) if d.is_active() && d.shutdown_requested => match since_shutdown {
-                Some(t) if t >= grace_period(vmi) => LauncherAction::Kill,
+            Some(d) if d.is_active() && d.shutdown_requested => match shutdown {
+                Some(t) if t.since_first >= grace_period(vmi) => LauncherAction::Kill,
+                Some(t) if t.since_last >= RESIGNAL => LauncherAction::Shutdown,
                 _ => LauncherAction::Nothing,
             },
             Some(d) if d.is_active() => LauncherAction::Shutdown,
@@ -159,18 +174,23 @@ mod tests {
         let mut v = vmi("Running", true);
         let d = dom(DomainState::Running, true);
         assert_eq!(grace_period(&v), Duration::from_secs(30));
-        let at = |s| decide(&v, Some(&d), Some(Duration::from_secs(s)));
-        assert_eq!(at(29), LauncherAction::Nothing);
-        assert_eq!(at(30), LauncherAction::Kill);
+        let times = |first, last| {
+            Some(ShutdownTimes {
+                since_first: Duration::from_secs(first),
+                since_last: Duration::from_secs(last),
+            })
+        };
+        let at = |first, last| decide(&v, Some(&d), times(first, last));
+        assert_eq!(at(29, 4), LauncherAction::Nothing);
+        // Pressed again every RESIGNAL while the grace period lasts.
+        assert_eq!(at(29, 5), LauncherAction::Shutdown);
+        assert_eq!(at(30, 0), LauncherAction::Kill);
         v.spec.termination_grace_period_seconds = Some(0);
-        assert_eq!(
-            decide(&v, Some(&d), Some(Duration::ZERO)),
-            LauncherAction::Kill
-        );
+        assert_eq!(decide(&v, Some(&d), times(0, 0)), LauncherAction::Kill);
         // A stopped domain is deleted whatever the time.
         let off = dom(DomainState::Shutoff, true);
         assert_eq!(
-            decide(&v, Some(&off), Some(Duration::from_secs(99))),
+            decide(&v, Some(&off), times(99, 99)),
             LauncherAction::Delete
         );
     }

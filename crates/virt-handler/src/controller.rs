@@ -56,7 +56,10 @@ pub struct Context {
     pub config: Config,
     /// When this handler asked each VMI's (by uid) guest to shut down. Lost on restart: the grace
     /// period then starts again from the first reconcile that sees the pending shutdown.
-    shutdowns: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Values: the first and the latest press of the power button.
+    shutdowns: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, std::time::Instant)>,
+    >,
     /// Open migration-target proxies by migration uid, with the VMI's namespace and name.
     migrations: std::sync::Mutex<std::collections::HashMap<String, OpenTarget>>,
     /// Records the VMI events (reporting component `virt-handler`, instance: the node).
@@ -365,15 +368,20 @@ async fn reconcile_vmi(
             Action::requeue(ctx.config.poll)
         });
     };
-    // A running guest whose launcher exited (QEMU killed, launcher crashed) has failed: no
-    // launcher is left to ask, so say it here rather than retrying a dead socket forever.
-    if !stopping
-        && vmi.status.as_ref().is_some_and(|s| s.phase() == "Running")
-        && pod.is_some_and(launcher_exited)
+    // A Running VMI whose launcher exited: the launcher leaves once its guest stopped (shut
+    // down, killed, crashed) or when it failed itself, and no one is left to ask, so its exit
+    // code tells the outcome (rather than retrying a dead socket forever).
+    if vmi.status.as_ref().is_some_and(|s| s.phase() == "Running")
+        && let Some(code) = pod.and_then(launcher_exit)
     {
-        tracing::info!("the launcher exited under a running guest");
+        tracing::info!(exit_code = ?code, "the launcher exited");
         let current = vmi.status.clone().unwrap_or_default();
-        let next = status::next(&current, &Observed::default(), node, Timestamp::now());
+        let last = status::domain_after_exit(code);
+        let observed = Observed {
+            domain: Some(&last),
+            ..Default::default()
+        };
+        let next = status::next(&current, &observed, node, Timestamp::now());
         patch_status(ctx, vmi, &current, &next).await?;
         return Ok(Action::await_change());
     }
@@ -466,12 +474,14 @@ async fn reconcile_vmi(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match domain.as_ref().filter(|d| d.shutdown_requested) {
-            Some(_) => Some(
-                shutdowns
-                    .entry(uid.clone())
-                    .or_insert_with(std::time::Instant::now)
-                    .elapsed(),
-            ),
+            Some(_) => {
+                let now = std::time::Instant::now();
+                let (first, last) = *shutdowns.entry(uid.clone()).or_insert((now, now));
+                Some(action::ShutdownTimes {
+                    since_first: first.elapsed(),
+                    since_last: last.elapsed(),
+                })
+            }
             None => {
                 shutdowns.remove(&uid);
                 None
@@ -499,15 +509,18 @@ async fn reconcile_vmi(
             domain = Some(d);
         }
         LauncherAction::Shutdown => {
-            tracing::info!("shutting the domain down");
+            tracing::info!(again = since_shutdown.is_some(), "shutting the domain down");
             let d = client
                 .shutdown(req.clone())
                 .await
                 .map_err(rpc("Shutdown"))?;
+            let now = std::time::Instant::now();
             ctx.shutdowns
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(uid.clone(), std::time::Instant::now());
+                .entry(uid.clone())
+                .and_modify(|(_, last)| *last = now)
+                .or_insert((now, now));
             domain = Some(d.into_inner());
         }
         LauncherAction::Kill => {
@@ -526,7 +539,8 @@ async fn reconcile_vmi(
         }
     }
     // Recorded once the call went through (an error returned above records nothing).
-    if let Some(ev) = events::for_action(launcher_action) {
+    let repeated = launcher_action == LauncherAction::Shutdown && since_shutdown.is_some();
+    if let Some(ev) = events::for_action(launcher_action).filter(|_| !repeated) {
         ctx.record(vmi, ev).await;
     }
 
@@ -592,21 +606,24 @@ async fn patch_status(
 }
 
 /// Has the launcher's container ended (or its pod finished)? Its domain is gone with it.
-fn launcher_exited(pod: &Pod) -> bool {
-    let phase_done = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|p| p == "Succeeded" || p == "Failed");
-    let compute_done = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_deref())
+/// `Some(exit code)` when it has (the code when the container's status gives one).
+fn launcher_exit(pod: &Pod) -> Option<Option<i32>> {
+    let status = pod.status.as_ref()?;
+    let compute = status
+        .container_statuses
+        .as_deref()
         .unwrap_or_default()
         .iter()
-        .filter(|c| c.name == "compute")
-        .any(|c| c.state.as_ref().is_some_and(|st| st.terminated.is_some()));
-    phase_done || compute_done
+        .find(|c| c.name == "compute")
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref());
+    if let Some(t) = compute {
+        return Some(Some(t.exit_code));
+    }
+    match status.phase.as_deref() {
+        Some("Succeeded") => Some(Some(launcher_proto::exit_code::GUEST_SHUTDOWN)),
+        Some("Failed") => Some(None),
+        _ => None,
+    }
 }
 
 /// The migration a source handler drives.

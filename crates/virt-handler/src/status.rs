@@ -74,6 +74,23 @@ pub fn phase(current: &str, domain: Option<&DomainStatus>) -> String {
     }
 }
 
+/// The domain's last state as the launcher's exit told it, for a launcher that is gone (it
+/// exits by itself once its guest stopped). `code` is the compute container's exit code, when
+/// known; without one the guest is taken to have failed.
+pub fn domain_after_exit(code: Option<i32>) -> DomainStatus {
+    use launcher_proto::exit_code;
+    let reason = match code {
+        Some(exit_code::GUEST_SHUTDOWN) => StateReason::Shutdown,
+        Some(exit_code::DESTROYED) => StateReason::Destroyed,
+        Some(exit_code::CRASHED) => StateReason::Crashed,
+        _ => StateReason::Failed,
+    };
+    let mut d = DomainStatus::default();
+    d.set_state(DomainState::Shutoff);
+    d.set_reason(reason);
+    d
+}
+
 /// The status the VMI should have. `node` is the node this handler runs on.
 pub fn next(
     current: &VirtualMachineInstanceStatus,
@@ -580,5 +597,16 @@ mod tests {
                 .is_none()
         );
         assert_eq!(out.interfaces[0].info_source.as_deref(), Some("domain"));
+    }
+
+    #[test]
+    fn a_gone_launchers_exit_code_gives_the_outcome() {
+        let outcome = |code| phase("Running", Some(&domain_after_exit(code)));
+        assert_eq!(outcome(Some(0)), "Succeeded");
+        assert_eq!(outcome(Some(3)), "Succeeded");
+        assert_eq!(outcome(Some(2)), "Failed");
+        assert_eq!(outcome(Some(1)), "Failed");
+        assert_eq!(outcome(Some(137)), "Failed");
+        assert_eq!(outcome(None), "Failed");
     }
 }

@@ -3,21 +3,8 @@
 
 use launcher_proto::v1::{DomainState, StateReason};
 
-/// The launcher's exit codes: they tell virt-handler (and the kubelet) how the VM ended.
-pub mod exit_code {
-    /// The guest shut down: it powered itself off, or obeyed an ACPI shutdown request; also a
-    /// launcher stopped before any domain was started.
-    pub const GUEST_SHUTDOWN: i32 = 0;
-    /// The launcher failed (bad arguments, libvirt unusable, lost connection to it).
-    pub const LAUNCHER_FAILURE: i32 = 1;
-    /// QEMU crashed or failed, or the guest panicked.
-    pub const CRASHED: i32 = 2;
-    /// The domain was destroyed: Kill or Delete, or the grace period ran out after a shutdown
-    /// request.
-    pub const DESTROYED: i32 = 3;
-    /// The domain moved to a migration target (a clean end for this pod).
-    pub const MIGRATED: i32 = 0;
-}
+/// The launcher's exit codes: a contract with virt-handler, so they live in launcher-proto.
+pub use launcher_proto::exit_code;
 
 // libvirt's virDomainState values.
 const NOSTATE: u32 = 0;

@@ -321,6 +321,9 @@ impl Supervisor {
                 // Nothing removes the finalizers without virt-controller: release the VMIs
                 // with no guest left to shut down (or all of them once out of time).
                 if late || !plan::guest_may_run(phase) {
+                    if late && plan::guest_may_run(phase) {
+                        tracing::warn!(namespace = %ns, name = %name, "VMI still running when the VM timeout ran out; released");
+                    }
                     let _ = kubeio::release_vmi(&client, ns, name).await;
                 }
             }

@@ -731,6 +731,19 @@ spec:
             == 1
     });
     assert_eq!(running(&c), 1);
+
+    // `virt-cluster down` with a guest running: its handler shuts it down (the power button,
+    // pressed again if the guest was still booting) and the VMI ends, rather than being
+    // released when the VM timeout runs out.
+    let o = c.run(&["down", "--timeout", "120"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = std::fs::read_to_string(c.dir.join("logs/supervisor.log")).unwrap_or_default();
+    assert!(
+        !log.contains("VM timeout ran out"),
+        "down had to release a running VMI: {}",
+        text(&o)
+    );
+    assert!(c.all_qemu_pids().is_empty(), "QEMU left after down");
 }
 
 /// Live migration (`virtctl migrate`) between the two nodes of a `--nodes 2` cluster: the
