@@ -86,15 +86,21 @@ impl Cluster {
         Cluster::up_nodes(tag, 1)
     }
 
-    /// A running cluster of `nodes` nodes.
-    fn up_nodes(tag: &str, nodes: u32) -> Cluster {
+    /// A cluster not started yet: its own data directory and node names, with the guard that
+    /// stops whatever gets started in it.
+    fn unstarted(tag: &str) -> Cluster {
         prepare();
         let tmp = tempfile::tempdir().expect("temp dir");
-        let c = Cluster {
+        Cluster {
             dir: tmp.path().to_path_buf(),
             prefix: format!("e{}{tag}", std::process::id() % 100_000),
             _tmp: tmp,
-        };
+        }
+    }
+
+    /// A running cluster of `nodes` nodes.
+    fn up_nodes(tag: &str, nodes: u32) -> Cluster {
+        let c = Cluster::unstarted(tag);
         let out = c.run(&[
             "up",
             "--listen",
@@ -580,6 +586,50 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         c.qemu_pids().is_empty(),
         "QEMU left after the VM was deleted"
     );
+}
+
+/// The README's demo, headless: `scripts/demo` on a data directory, port and node names of its
+/// own, with the binaries this suite built, boots testvm from examples/testvm.yaml, prints the
+/// guest's boot lines and login prompt and the running VM, and says how to go on.
+#[test]
+fn demo_script_boots_testvm_headless() {
+    let c = Cluster::unstarted("demo");
+    let profile = if EXE.contains("/release/") {
+        "release"
+    } else {
+        "debug"
+    };
+    let out = Command::new(repo_root().join("scripts/demo"))
+        .current_dir(repo_root())
+        .env("KUBEVIRT_RS_DATA", &c.dir)
+        .env("KUBEVIRT_RS_LISTEN", "127.0.0.1:0")
+        .env("KUBEVIRT_RS_NODE_PREFIX", &c.prefix)
+        .env("KUBEVIRT_RS_PROFILE", profile)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/demo");
+    let shown = text(&out);
+    assert!(out.status.success(), "scripts/demo failed: {shown}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "guest-init: kubevirt-rs guest",
+        "cloud-init: hostname testvm",
+        "testvm login:",
+        "virtctl console testvm",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "{want:?} not in the demo's output: {shown}"
+        );
+    }
+    // The VM it started runs, and `virtctl console` reaches it, as the demo's last lines say.
+    assert_eq!(
+        c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}"),
+        "Running"
+    );
+    let console = c.console_session("testvm", &[("\r", 4)]);
+    assert!(console.contains("testvm login:"), "console: {console}");
 }
 
 #[test]
