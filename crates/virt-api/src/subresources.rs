@@ -100,6 +100,14 @@ pub fn router(shared: Arc<Subresources>) -> Router {
             "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/portforward/{port}/{protocol}",
             get(crate::vmi::portforward),
         )
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/portforward/{port}",
+            get(crate::vmi::vm_portforward),
+        )
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachines/{name}/portforward/{port}/{protocol}",
+            get(crate::vmi::vm_portforward),
+        )
         .with_state(shared)
 }
 
@@ -115,6 +123,7 @@ async fn discovery() -> Response {
             sub("virtualmachines/stop", "VirtualMachine"),
             sub("virtualmachines/restart", "VirtualMachine"),
             sub("virtualmachines/migrate", "VirtualMachine"),
+            json!({"name": "virtualmachines/portforward", "singularName": "", "namespaced": true, "kind": "VirtualMachine", "verbs": ["get"]}),
             vmi_sub("virtualmachineinstances/console", &["get"]),
             vmi_sub("virtualmachineinstances/vnc", &["get"]),
             vmi_sub("virtualmachineinstances/portforward", &["get"]),

@@ -3,7 +3,7 @@
 //! speaks the websocket and relays to the launcher's sockets), `pause` and `unpause`, and the
 //! guest agent's `guestosinfo`, `userlist`, `filesystemlist` (409 "VMI does not have guest agent
 //! connected" without the AgentConnected condition, as upstream), `portforward/{port}[/{protocol}]`
-//! (websocket, spliced like the console). Also VM `migrate`, which
+//! (websocket, spliced like the console; also as the VM's `portforward`). Also VM `migrate`, which
 //! creates a VirtualMachineInstanceMigration.
 
 use std::sync::Arc;
@@ -73,13 +73,39 @@ pub async fn vmi_action(
     req: Request,
 ) -> Response {
     let tail = action.clone();
-    act(&s, namespace, name, action, tail, req).await
+    let target = Target {
+        namespace,
+        name,
+        resource: "virtualmachineinstances",
+    };
+    act(&s, target, action, tail, req).await
 }
 
 /// `.../virtualmachineinstances/{name}/portforward/{port}[/{protocol}]` (GET, websocket).
 pub async fn portforward(
     State(s): State<Arc<Subresources>>,
     Path(params): Path<Vec<(String, String)>>,
+    req: Request,
+) -> Response {
+    portforward_to(&s, "virtualmachineinstances", params, req).await
+}
+
+/// `.../virtualmachines/{name}/portforward/{port}[/{protocol}]` (GET, websocket): to the VM's
+/// instance (the VMI of the same name), authorized as the VM's `portforward` subresource, as
+/// upstream (`virtctl port-forward vm/NAME` and `virtctl ssh vm/NAME` use it).
+pub async fn vm_portforward(
+    State(s): State<Arc<Subresources>>,
+    Path(params): Path<Vec<(String, String)>>,
+    req: Request,
+) -> Response {
+    portforward_to(&s, "virtualmachines", params, req).await
+}
+
+/// A port-forward to the VMI named in `params`, authorized on `resource` (VM or VMI).
+async fn portforward_to(
+    s: &Subresources,
+    resource: &str,
+    params: Vec<(String, String)>,
     req: Request,
 ) -> Response {
     let get = |k: &str| {
@@ -94,25 +120,34 @@ pub async fn portforward(
     if !protocol.is_empty() {
         tail = format!("{tail}/{protocol}");
     }
-    act(
-        &s,
-        get("namespace"),
-        get("name"),
-        "portforward".into(),
-        tail,
-        req,
-    )
-    .await
+    let target = Target {
+        namespace: get("namespace"),
+        name: get("name"),
+        resource,
+    };
+    act(s, target, "portforward".into(), tail, req).await
+}
+
+/// Whom a subresource request is for: the VMI `namespace/name`, authorized as `resource`
+/// (`virtualmachineinstances`, or `virtualmachines` for a VM's subresource served by its VMI).
+struct Target<'a> {
+    namespace: String,
+    name: String,
+    resource: &'a str,
 }
 
 async fn act(
     s: &Subresources,
-    namespace: String,
-    name: String,
+    target: Target<'_>,
     action: String,
     tail: String,
     req: Request,
 ) -> Response {
+    let Target {
+        namespace,
+        name,
+        resource,
+    } = target;
     let method = req.method().clone();
     let allowed = match action.as_str() {
         "console" | "vnc" | "portforward" | "guestosinfo" | "userlist" | "filesystemlist" => {
@@ -134,7 +169,7 @@ async fn act(
             &s.trusted_headers(&req),
             &method,
             &namespace,
-            "virtualmachineinstances",
+            resource,
             &name,
             &action,
         )

@@ -280,6 +280,32 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The first line a TCP service in the guest sends, through `virtctl port-forward --stdio`.
+    fn forwarded_banner(&self, target: &str, port: u16) -> String {
+        use std::io::BufRead;
+        let mut child = Command::new(bin("virtctl"))
+            .args(["port-forward", "--stdio=true", target, &port.to_string()])
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("HOME", &self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("virtctl port-forward");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("virtctl port-forward");
+        assert!(!line.is_empty(), "nothing forwarded: {}", text(&out));
+        line.trim_end().to_string()
+    }
+
     /// Through `virtctl vnc --proxy-only`: the RFB handshake (version 3.8, security None,
     /// shared), then one full framebuffer update request. Returns the screen's width and
     /// height and the number of rectangles in the update.
@@ -487,6 +513,14 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
     let (width, height, rects) = c.vnc_frame("testvm");
     assert!(width > 0 && height > 0, "VNC screen {width}x{height}");
     assert!(rects > 0, "no rectangles in the VNC framebuffer update");
+
+    // port-forward to the VM (API server -> virt-api's VM portforward -> virt-handler, which
+    // connects inside the pod -> masquerade NAT -> the guest): dropbear's SSH banner.
+    let banner = c.forwarded_banner("vm/testvm", 22);
+    assert!(
+        banner.starts_with("SSH-2.0-"),
+        "port 22 answered {banner:?}"
+    );
 
     // The VMI's events, with upstream's reasons: the controllers' and the handler's.
     let reasons = c.ok(&[

@@ -119,24 +119,28 @@ pub fn masquerade_nft(
             other => return Err(format!("ports[{i}].protocol: {other:?} is not TCP or UDP")),
         }
     }
+    // The same matches twice: arriving on the pod interface (prerouting), and made inside the
+    // pod's network namespace to the pod's address (output: virt-handler's port-forward
+    // connects from there, as a process in the pod would).
     let mut inbound = String::new();
-    if ports.is_empty() {
+    let mut local = String::new();
+    let mut both = |matches: String| {
         let _ = writeln!(
             inbound,
-            "    iifname \"{iface}\" ip daddr {pod_ip} dnat to {guest}"
+            "    iifname \"{iface}\" ip daddr {pod_ip} {matches}dnat to {guest}"
         );
+        let _ = writeln!(local, "    ip daddr {pod_ip} {matches}dnat to {guest}");
+    };
+    if ports.is_empty() {
+        both(String::new());
     }
     for (proto, list) in [("tcp", &tcp), ("udp", &udp)] {
         if !list.is_empty() {
-            let _ = writeln!(
-                inbound,
-                "    iifname \"{iface}\" ip daddr {pod_ip} {proto} dport {{ {} }} dnat to {guest}",
-                list.join(", ")
-            );
+            both(format!("{proto} dport {{ {} }} ", list.join(", ")));
         }
     }
     Ok(format!(
-        "table ip {NFT_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{inbound}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {guest} oifname \"{iface}\" masquerade\n  }}\n}}\n"
+        "table ip {NFT_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{inbound}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{local}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {guest} oifname \"{iface}\" masquerade\n  }}\n}}\n"
     ))
 }
 
@@ -247,6 +251,12 @@ mod tests {
         );
         assert!(
             all.contains("ip saddr 10.0.2.2 oifname \"eth0\" masquerade"),
+            "{all}"
+        );
+        // Connections made inside the pod to its own address reach the guest too.
+        let output = all.split("chain output").nth(1).expect("an output chain");
+        assert!(
+            output.contains("    ip daddr 10.244.1.5 dnat to 10.0.2.2"),
             "{all}"
         );
         let ports = [
