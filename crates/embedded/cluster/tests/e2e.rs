@@ -447,7 +447,25 @@ fn testvm() -> String {
 #[test]
 fn testvm_start_console_stop_restart_crash_and_delete() {
     let c = Cluster::up("a");
-    let o = c.apply(&testvm());
+    // A key of this test's own in the guest's cloud-init, for `virtctl ssh` below.
+    let key = c.dir.join("id_ed25519");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "{}", text(&o));
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    let manifest = testvm();
+    let example_key = manifest
+        .lines()
+        .find(|l| l.trim_start().starts_with("- ssh-ed25519 "))
+        .expect("examples/testvm.yaml carries an ssh key")
+        .trim_start()
+        .trim_start_matches("- ")
+        .to_string();
+    let o = c.apply(&manifest.replace(&example_key, public.trim()));
     assert!(o.status.success(), "{}", text(&o));
     c.wait("VM printableStatus Stopped", Duration::from_secs(30), |c| {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Stopped"
@@ -520,6 +538,24 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
     assert!(
         banner.starts_with("SSH-2.0-"),
         "port 22 answered {banner:?}"
+    );
+
+    // virtctl ssh (the local ssh client through the same port-forward) with that key.
+    let o = c.virtctl(&[
+        "ssh",
+        "root@vm/testvm",
+        "-i",
+        key.to_str().expect("path"),
+        "--local-ssh-opts=-o StrictHostKeyChecking=no",
+        "--local-ssh-opts=-o UserKnownHostsFile=/dev/null",
+        "--local-ssh-opts=-o BatchMode=yes",
+        "-c",
+        "echo SSH$((6*7)) $(hostname)",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("SSH42 testvm"),
+        "virtctl ssh: {}",
+        text(&o)
     );
 
     // The VMI's events, with upstream's reasons: the controllers' and the handler's.
