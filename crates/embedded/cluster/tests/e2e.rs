@@ -153,11 +153,17 @@ impl Cluster {
         self.kubectl(&["apply", "-f", file.to_str().expect("utf-8 path")])
     }
 
-    fn virtctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("virtctl"))
-            .args(args)
+    /// `virtctl args` against this cluster, its stdio still to be set.
+    fn virtctl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("virtctl"));
+        cmd.args(args)
             .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("HOME", &self.dir)
+            .env("HOME", &self.dir);
+        cmd
+    }
+
+    fn virtctl(&self, args: &[&str]) -> Output {
+        self.virtctl_cmd(args)
             .stdin(Stdio::null())
             .output()
             .expect("run virtctl")
@@ -249,10 +255,8 @@ impl Cluster {
     /// returns what the console showed.
     fn console_session(&self, vmi: &str, inputs: &[(&str, u64)]) -> String {
         use std::io::Write;
-        let mut console = Command::new(bin("virtctl"))
-            .args(["console", vmi])
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("HOME", &self.dir)
+        let mut console = self
+            .virtctl_cmd(&["console", vmi])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -283,10 +287,8 @@ impl Cluster {
     /// The first line a TCP service in the guest sends, through `virtctl port-forward --stdio`.
     fn forwarded_banner(&self, target: &str, port: u16) -> String {
         use std::io::BufRead;
-        let mut child = Command::new(bin("virtctl"))
-            .args(["port-forward", "--stdio=true", target, &port.to_string()])
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("HOME", &self.dir)
+        let mut child = self
+            .virtctl_cmd(&["port-forward", "--stdio=true", target, &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -311,10 +313,8 @@ impl Cluster {
     /// height and the number of rectangles in the update.
     fn vnc_frame(&self, vmi: &str) -> (u16, u16, u16) {
         use std::io::{BufRead, Read, Write};
-        let mut proxy = Command::new(bin("virtctl"))
-            .args(["vnc", "--proxy-only", vmi])
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
-            .env("HOME", &self.dir)
+        let mut proxy = self
+            .virtctl_cmd(&["vnc", "--proxy-only", vmi])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
