@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kubevirt_api::v1::{
-    VirtualMachineInstance, VirtualMachineInstanceCondition, VirtualMachineInstanceMigration,
-    VirtualMachineInstanceMigrationPhaseTransitionTimestamp, VirtualMachineInstanceMigrationState,
-    VirtualMachineInstanceMigrationStatus, migration_methods, migration_modes, migration_phases,
-    vmi_condition_reasons, vmi_condition_types, vmi_phases,
+    MigrationConfiguration, VirtualMachineInstance, VirtualMachineInstanceCondition,
+    VirtualMachineInstanceMigration, VirtualMachineInstanceMigrationPhaseTransitionTimestamp,
+    VirtualMachineInstanceMigrationState, VirtualMachineInstanceMigrationStatus, migration_methods,
+    migration_modes, migration_phases, vmi_condition_reasons, vmi_condition_types, vmi_phases,
 };
 
 use crate::vmi::phase::{pod_down_or_going_down, pod_ready};
@@ -47,6 +47,7 @@ pub mod reasons {
     pub const PREPARING_TARGET: &str = "PreparingTarget";
     pub const MIGRATED: &str = "Migrated";
     pub const MIGRATION_FAILED: &str = "FailedMigration";
+    pub const ABORT_REQUESTED: &str = "MigrationAbortRequested";
 }
 
 /// Whether `vmi` can be live-migrated, as its `LiveMigratable` condition (`pvcs`: the claims of
@@ -254,6 +255,9 @@ pub struct Inputs<'a> {
     pub other_in_flight: bool,
     /// Why the instance cannot be live-migrated, if it cannot.
     pub not_migratable: Option<String>,
+    /// The cluster's migration settings (the KubeVirt CR's `configuration.migrations`),
+    /// handed to the handlers as the attempt's `migrationConfiguration`.
+    pub config: Option<&'a MigrationConfiguration>,
     pub now: Timestamp,
 }
 
@@ -269,6 +273,11 @@ pub enum VmiChange {
     /// The target went away before the source started: mark the attempt failed on the
     /// instance and drop the target label.
     Fail { reason: String },
+    /// The migration was cancelled while it runs: ask the handlers to abort it
+    /// (`migrationState.abortRequested`, `abortStatus: Aborting`); the target's handler ends
+    /// the incoming guest, and the source records the failed outcome. Only while the
+    /// instance's state is this migration's (`migration_uid`).
+    RequestAbort { migration_uid: String },
 }
 
 /// What to do about one migration.
@@ -412,7 +421,11 @@ fn step(i: &Inputs<'_>) -> Plan {
         }
         if m.failed == Some(true) {
             let why = m.failure_reason.clone().unwrap_or_else(|| "unknown".into());
-            fail(&mut plan, format!("The migration failed: {why}"));
+            if m.abort_requested == Some(true) {
+                fail(&mut plan, format!("The migration was aborted: {why}"));
+            } else {
+                fail(&mut plan, format!("The migration failed: {why}"));
+            }
             return plan;
         }
         let target = newest(i.target_pods);
@@ -431,8 +444,18 @@ fn step(i: &Inputs<'_>) -> Plan {
             fail(&mut plan, format!("The migration failed: {reason}"));
             return plan;
         }
+        if cancelled && m.abort_requested != Some(true) {
+            plan.vmi_change = Some(VmiChange::RequestAbort {
+                migration_uid: uid.to_string(),
+            });
+            plan.event = Some((
+                false,
+                reasons::ABORT_REQUESTED,
+                "The migration was cancelled while running: aborting it".into(),
+            ));
+        }
         // Once started, the source handler records the outcome (a lost target breaks its
-        // streams).
+        // streams; an abort ends it as failed).
         let next = if m.start_timestamp.is_some() {
             migration_phases::RUNNING
         } else if m.target_node_address.is_some() {
@@ -508,6 +531,7 @@ fn step(i: &Inputs<'_>) -> Plan {
                 target_node: Some(node.to_string()),
                 target_pod: Some(target.name_any()),
                 mode: Some(migration_modes::PRE_COPY.into()),
+                migration_configuration: i.config.cloned().map(Into::into),
                 ..Default::default()
             }),
             method: method(vmi),

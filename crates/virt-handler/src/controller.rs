@@ -701,7 +701,7 @@ async fn migrate_out(
             libvirt_socket: names::LIBVIRT.into(),
             migration_socket: names::MEMORY.into(),
             disks_socket: names::DISKS.into(),
-            bandwidth_mib: 0,
+            bandwidth_mib: migration::bandwidth_mib(vmi),
             completion_timeout_seconds: migration::completion_timeout_seconds(vmi),
         })
         .await;
@@ -758,17 +758,36 @@ async fn record_outcome(
                 .await;
         }
         Err(reason) => {
+            // A cancelled migration (the abort was asked for while this handler waited on
+            // the launcher) ended as asked: say so.
+            let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), out.ns);
+            let aborted = vmis
+                .get_opt(out.name)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|v| {
+                    migration::state(&v).is_some_and(|m| {
+                        m.abort_requested == Some(true)
+                            && m.migration_uid.as_deref() == Some(out.migration_uid)
+                    })
+                });
+            let mut state = serde_json::json!({
+                "failed": true,
+                "failureReason": reason,
+                "endTimestamp": now,
+            });
+            if aborted {
+                state["failureReason"] = format!("Migration aborted: {reason}").into();
+                state["abortStatus"] = kubevirt_api::v1::migration_abort_statuses::SUCCEEDED.into();
+            }
             patch_vmi(
                 ctx,
                 out.ns,
                 out.name,
                 serde_json::json!({
                     "metadata": {"labels": {migration::TARGET_NODE_LABEL: null}},
-                    "status": {"migrationState": {
-                        "failed": true,
-                        "failureReason": reason,
-                        "endTimestamp": now,
-                    }},
+                    "status": {"migrationState": state},
                 }),
             )
             .await?;
@@ -804,10 +823,52 @@ pub async fn reconcile_target(
             TargetStep::Prepare { migration_uid, pod } => {
                 prepare_target(&ctx, &vmi, &ns, &name, &migration_uid, &pod).await
             }
+            TargetStep::Abort { migration_uid, pod } => {
+                ctx.close_target(&migration_uid);
+                abort_target(&ctx, &ns, &uid, &pod).await;
+                Ok(Action::requeue(ctx.config.poll))
+            }
         }
     }
     .instrument(span)
     .await
+}
+
+/// Stops the incoming guest in the target pod's launcher (a cancelled migration). Best effort
+/// and repeated until the source records the outcome: before the guest arrives, and after its
+/// launcher exited, there is nothing to stop.
+async fn abort_target(ctx: &Context, ns: &str, vmi_uid: &str, pod_name: &str) {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let pod_uid = match pods.get_opt(pod_name).await {
+        Ok(Some(p)) => p.metadata.uid,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(pod = pod_name, error = %e, "reading the target pod");
+            None
+        }
+    };
+    let Some(pod_uid) = pod_uid else {
+        return;
+    };
+    let socket = launcher_socket(&ctx.config.kubelet_root, &pod_uid);
+    let Ok(mut conn) = connect(&socket).await else {
+        return;
+    };
+    match conn
+        .client
+        .kill(DomainRequest {
+            uid: vmi_uid.to_string(),
+        })
+        .await
+    {
+        Ok(_) => tracing::info!(
+            pod = pod_name,
+            "migration cancelled: stopped the incoming guest"
+        ),
+        Err(e) => {
+            tracing::debug!(pod = pod_name, error = %e.message(), "no incoming guest to stop")
+        }
+    }
 }
 
 async fn prepare_target(

@@ -63,7 +63,7 @@ impl TargetPorts {
     }
 }
 
-fn state(vmi: &VirtualMachineInstance) -> Option<&VirtualMachineInstanceMigrationState> {
+pub fn state(vmi: &VirtualMachineInstance) -> Option<&VirtualMachineInstanceMigrationState> {
     vmi.status.as_ref()?.migration_state.as_ref()
 }
 
@@ -138,6 +138,10 @@ pub enum TargetStep {
     Wait { migration_uid: String },
     /// Ended: close the proxies.
     Ended { migration_uid: String },
+    /// The migration was cancelled (`abortRequested`) and has not ended: stop the incoming
+    /// guest in `pod`'s launcher, which breaks the source's streams so the source records the
+    /// aborted attempt; close the proxies.
+    Abort { migration_uid: String, pod: String },
 }
 
 /// The target side's next step for `vmi` on `node`; `open` tells whether this handler holds
@@ -158,6 +162,12 @@ pub fn target_step(vmi: &VirtualMachineInstance, node: &str, open: bool) -> Targ
     let Some(pod) = m.target_pod.clone() else {
         return TargetStep::Nothing;
     };
+    if m.abort_requested == Some(true) {
+        return TargetStep::Abort {
+            migration_uid: uid,
+            pod,
+        };
+    }
     if open && m.target_node_address.is_some() {
         return TargetStep::Wait { migration_uid: uid };
     }
@@ -271,9 +281,20 @@ pub fn unix_to_tcp(path: &Path, target: SocketAddr) -> std::io::Result<JoinHandl
     ))
 }
 
-/// The migration's completion limit: upstream's 150 s per GiB of guest memory, at least 150 s.
+/// The settings virt-controller handed over with the attempt (`migrationConfiguration`).
+fn config(vmi: &VirtualMachineInstance) -> Option<&kubevirt_api::v1::VMIMConfigurationOptions> {
+    state(vmi)?.migration_configuration.as_ref()
+}
+
+/// The migration's completion limit: `completionTimeoutPerGiB` (upstream's default 150 s) per
+/// GiB of guest memory, at least one GiB's worth.
 pub fn completion_timeout_seconds(vmi: &VirtualMachineInstance) -> u64 {
-    const PER_GIB: u64 = 150;
+    const DEFAULT_PER_GIB: u64 = 150;
+    let per_gib = config(vmi)
+        .and_then(|c| c.completion_timeout_per_gib)
+        .and_then(|s| u64::try_from(s).ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_PER_GIB);
     let bytes = vmi
         .spec
         .domain
@@ -291,7 +312,19 @@ pub fn completion_timeout_seconds(vmi: &VirtualMachineInstance) -> u64 {
         .map(kubevirt_api::quantity::Amount::bytes)
         .unwrap_or(0);
     let gib = bytes.div_ceil(1 << 30).max(1);
-    PER_GIB * gib
+    per_gib.saturating_mul(gib)
+}
+
+/// The bandwidth limit in MiB/s from `bandwidthPerMigration` (a quantity of bytes per second;
+/// libvirt takes whole MiB/s, so anything below 1 MiB/s is 1); 0 = unlimited.
+pub fn bandwidth_mib(vmi: &VirtualMachineInstance) -> u64 {
+    config(vmi)
+        .and_then(|c| c.bandwidth_per_migration.as_ref())
+        .and_then(|q| kubevirt_api::quantity::Amount::parse(&q.0).ok())
+        .map(|a| a.bytes())
+        .filter(|b| *b > 0)
+        .map(|b| b.div_ceil(1 << 20))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -362,6 +395,22 @@ mod tests {
             target_step(&v, "n2", false),
             TargetStep::Prepare { .. }
         ));
+        // Cancelled while under way: the incoming guest is stopped, until the outcome is in.
+        let mut aborting = s.clone();
+        aborting["migrationState"]["startTimestamp"] = json!("2026-11-23T00:00:00Z");
+        aborting["migrationState"]["abortRequested"] = json!(true);
+        assert_eq!(
+            target_step(&vmi(aborting.clone()), "n2", true),
+            TargetStep::Abort {
+                migration_uid: "m1".into(),
+                pod: "p2".into()
+            }
+        );
+        aborting["migrationState"]["failed"] = json!(true);
+        assert!(matches!(
+            target_step(&vmi(aborting), "n2", true),
+            TargetStep::Ended { .. }
+        ));
         s["migrationState"]["completed"] = json!(true);
         assert_eq!(
             target_step(&vmi(s), "n2", true),
@@ -405,5 +454,21 @@ mod tests {
     #[test]
     fn completion_timeout_scales_with_guest_memory() {
         assert_eq!(completion_timeout_seconds(&vmi(base())), 450);
+        let mut s = base();
+        s["migrationState"]["migrationConfiguration"] = json!({"completionTimeoutPerGiB": 10});
+        assert_eq!(completion_timeout_seconds(&vmi(s)), 30);
+    }
+
+    #[test]
+    fn bandwidth_comes_from_the_handed_over_configuration() {
+        assert_eq!(bandwidth_mib(&vmi(base())), 0);
+        let with = |q: &str| {
+            let mut s = base();
+            s["migrationState"]["migrationConfiguration"] = json!({"bandwidthPerMigration": q});
+            bandwidth_mib(&vmi(s))
+        };
+        assert_eq!(with("64Mi"), 64);
+        assert_eq!(with("1M"), 1);
+        assert_eq!(with("0"), 0);
     }
 }

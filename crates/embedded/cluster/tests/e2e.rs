@@ -1014,6 +1014,85 @@ fn testvm_live_migrates_to_the_other_node() {
         "the guest booted again on the target: {target_log}"
     );
 
+    // A migration cancelled while it runs is aborted: the cluster's bandwidthPerMigration
+    // (handed to the handlers as the attempt's migrationConfiguration) makes it slow enough
+    // to catch under way.
+    c.ok(&[
+        "patch",
+        "kubevirts.kubevirt.io",
+        "kubevirt",
+        "-n",
+        "kubevirt",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"configuration":{"migrations":{"bandwidthPerMigration":"1Mi"}}}}"#,
+    ]);
+    let o = c.virtctl(&["migrate", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait(
+        "the second migration running",
+        Duration::from_secs(120),
+        |c| {
+            c.jsonpath(&["get", "vmim"], "{.items[*].status.phase}")
+                .split(' ')
+                .any(|p| p == "Running")
+        },
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            "{.status.migrationState.migrationConfiguration.bandwidthPerMigration}"
+        ),
+        "1Mi"
+    );
+    let second_target = c.jsonpath(
+        &["get", "vmi", "testvm"],
+        "{.status.migrationState.targetPod}",
+    );
+    let o = c.virtctl(&["migrate-cancel", "testvm"]);
+    assert!(o.status.success(), "{}", text(&o));
+    c.wait(
+        "the cancelled migration aborted and gone",
+        Duration::from_secs(120),
+        |c| {
+            c.ok(&["get", "vmim", "--no-headers", "-o", "name"])
+                .lines()
+                .all(|l| l.trim() == format!("virtualmachineinstancemigration.kubevirt.io/{vmim}"))
+        },
+    );
+    let state = |f: &str| {
+        c.jsonpath(
+            &["get", "vmi", "testvm"],
+            &format!("{{.status.migrationState.{f}}}"),
+        )
+    };
+    assert_eq!(state("abortRequested"), "true");
+    assert_eq!(state("abortStatus"), "Succeeded");
+    assert_eq!(state("failed"), "true");
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.nodeName}"),
+        target,
+        "the aborted migration left the guest where it was"
+    );
+    c.wait(
+        "the aborted target pod gone",
+        Duration::from_secs(60),
+        |c| {
+            let phase = c.jsonpath(
+                &["get", "pod", &second_target, "--ignore-not-found"],
+                "{.status.phase}",
+            );
+            phase.is_empty() || phase == "Succeeded" || phase == "Failed"
+        },
+    );
+    c.wait("one QEMU after the abort", Duration::from_secs(60), |c| {
+        c.all_qemu_pids().len() == 1
+    });
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}"),
+        "Running"
+    );
+
     // Stop works from the new node.
     let o = c.virtctl(&["stop", "testvm"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -15,7 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kubevirt_api::v1::{
-    VirtualMachineInstance, VirtualMachineInstanceMigration, migration_transports,
+    VirtualMachineInstance, VirtualMachineInstanceMigration, migration_abort_statuses,
+    migration_transports,
 };
 use serde_json::json;
 
@@ -152,6 +153,7 @@ pub async fn reconcile(
         _ => None,
     };
     let refs: Vec<&Pod> = target_pods.iter().collect();
+    let config = migration_config(&ctx).await?;
     let inputs = Inputs {
         migration: &m,
         vmi: vmi.as_ref(),
@@ -159,6 +161,7 @@ pub async fn reconcile(
         source_pod: source_pod.as_deref(),
         other_in_flight: other_in_flight(&ctx, &m),
         not_migratable,
+        config: config.as_ref(),
         now: Timestamp::now(),
     };
     let mut plan = migration::plan(&inputs);
@@ -286,6 +289,21 @@ async fn create_target_pod(
     }
 }
 
+/// The cluster's migration settings: the KubeVirt CR's `configuration.migrations` (the first
+/// KubeVirt object; there is one per cluster), if any.
+async fn migration_config(
+    ctx: &Context,
+) -> Result<Option<kubevirt_api::v1::MigrationConfiguration>, Error> {
+    let api: Api<kubevirt_api::v1::KubeVirt> = Api::all(ctx.client.clone());
+    let list = api.list(&ListParams::default().limit(1)).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .next()
+        .and_then(|k| k.spec.configuration)
+        .and_then(|c| c.migrations))
+}
+
 /// Writes `change` to the instance (which has no status subresource: status and labels go in
 /// one patch of the object).
 async fn change_vmi(
@@ -316,6 +334,19 @@ async fn change_vmi(
             (
                 Patch::Json::<()>(serde_json::from_value(json!(ops))?),
                 "handed the migration over",
+            )
+        }
+        VmiChange::RequestAbort { migration_uid } => {
+            // Only on this migration's state (the test op): a newer attempt is not touched.
+            let ops = json!([
+                {"op": "test", "path": "/status/migrationState/migrationUid", "value": migration_uid},
+                {"op": "add", "path": "/status/migrationState/abortRequested", "value": true},
+                {"op": "add", "path": "/status/migrationState/abortStatus",
+                 "value": migration_abort_statuses::ABORTING},
+            ]);
+            (
+                Patch::Json::<()>(serde_json::from_value(ops)?),
+                "asked the handlers to abort the migration",
             )
         }
         VmiChange::Fail { reason } => {

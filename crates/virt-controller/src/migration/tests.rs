@@ -100,6 +100,7 @@ fn inputs<'a>(
         source_pod: Some("virt-launcher-v-src"),
         other_in_flight: false,
         not_migratable: None,
+        config: None,
         now: now(),
     }
 }
@@ -486,10 +487,39 @@ fn the_finalizer_holds_a_cancelled_migration_until_its_target_is_down() {
     assert!(matches!(p.vmi_change, Some(VmiChange::Fail { .. })));
     assert_eq!(p.finalizer, Some(false));
 
-    // Under way: the outcome is the source's to write; the finalizer stays until then.
+    // Under way: the handlers are asked to abort it once; the outcome is the source's to
+    // write, and the finalizer stays until then.
     cancelled.status = migration(Some("Running")).status;
     let v = handed_over(json!({"targetNodeAddress": "127.0.0.1", "startTimestamp": at(1)}));
     let p = plan(&inputs(&cancelled, Some(&v), &pods));
     assert_eq!(phase(&p), "Running");
     assert_eq!(p.finalizer, None);
+    assert_eq!(
+        p.vmi_change,
+        Some(VmiChange::RequestAbort {
+            migration_uid: "mig-uid".into()
+        })
+    );
+    let v = handed_over(
+        json!({"targetNodeAddress": "127.0.0.1", "startTimestamp": at(1),
+        "abortRequested": true, "abortStatus": "Aborting"}),
+    );
+    let p = plan(&inputs(&cancelled, Some(&v), &pods));
+    assert_eq!(p.vmi_change, None, "asked once");
+    assert_eq!(p.finalizer, None);
+    // The source recorded the aborted attempt: Failed, target down, finalizer off.
+    let v = handed_over(
+        json!({"targetNodeAddress": "127.0.0.1", "startTimestamp": at(2),
+        "abortRequested": true, "abortStatus": "Succeeded", "failed": true,
+        "failureReason": "aborted", "endTimestamp": at(1)}),
+    );
+    let p = plan(&inputs(&cancelled, Some(&v), &pods));
+    assert_eq!(phase(&p), "Failed");
+    assert_eq!(p.delete_pods.len(), 1);
+    assert_eq!(p.finalizer, Some(false));
+    assert!(
+        p.event.as_ref().is_some_and(|e| e.2.contains("aborted")),
+        "{:?}",
+        p.event
+    );
 }
