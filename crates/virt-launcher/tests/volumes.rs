@@ -1,6 +1,8 @@
 //! Volumes in the guest: a ConfigDrive seed (datasource ConfigDrive), configMap and secret
-//! volumes as labelled ISO disks the guest mounts and reads, a serviceAccount ISO, and an
-//! emptyDisk of the asked size; all of the scratch files gone after the stop.
+//! volumes as labelled ISO disks the guest mounts and reads, a serviceAccount ISO, an
+//! emptyDisk and a created hostDisk of the asked sizes, and two PVCs the guest writes to (a
+//! filesystem claim's disk.img and a block claim on a loop device) whose data is in their
+//! backing files after the stop; all of the scratch files gone after the stop.
 
 mod common;
 
@@ -11,7 +13,7 @@ use launcher_proto::v1::{DomainState, SyncRequest};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
+async fn config_drive_maps_secrets_disks_and_claims_reach_the_guest() {
     if !common::root() {
         eprintln!("skipped: needs root");
         return;
@@ -22,6 +24,11 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
     let sa = tempfile::tempdir().expect("sa dir");
     std::fs::write(sa.path().join("namespace"), "volumes").expect("write");
     std::fs::write(sa.path().join("token"), "not-a-real-token").expect("write");
+    // The block PVC's device (a loop device over a file), as the kubelet would hand it over.
+    let block_dir = tempfile::tempdir().expect("block dir");
+    let block_file = block_dir.path().join("block.img");
+    std::fs::write(&block_file, vec![0u8; 8 << 20]).expect("write");
+    let block = LoopDevice::attach(&block_file);
     let mut l = Launcher::start(Options {
         namespace: "volumes",
         name: &name,
@@ -32,6 +39,8 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
             format!("containerdisk={}", image.qcow2.display()),
             "--service-account-dir".into(),
             sa.path().display().to_string(),
+            "--pvc".into(),
+            format!("blockclaim={}", block.0),
         ],
     });
     // What the kubelet would have mounted in the pod (upstream's in-pod layout).
@@ -49,13 +58,20 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
     )
     .expect("write");
 
+    // A filesystem PVC (its disk.img where the kubelet mounts the claim) and a block PVC (a
+    // loop device the test made, handed over as `--pvc`), both written by the guest.
+    let claim = private.join("vmi-disks/claim");
+    std::fs::create_dir_all(&claim).expect("mkdir");
+    std::fs::write(claim.join("disk.img"), vec![0u8; 16 << 20]).expect("write");
+    let host_disk = l.dir.path().join("host/disk.img");
+
     let mount = |label: &str, file: &str| {
         format!(
             "mkdir -p /mnt/{label} && mount -t iso9660 -o ro $(findfs LABEL={label}) /mnt/{label} && cat /mnt/{label}/{file}"
         )
     };
     let user_data = format!(
-        "#cloud-config\nhostname: volumes-vm\nruncmd:\n  - {}\n  - {}\n  - echo empty-disk-sectors $(cat /sys/block/vdf/size)\n",
+        "#cloud-config\nhostname: volumes-vm\nruncmd:\n  - {}\n  - {}\n  - echo empty-disk-sectors $(cat /sys/block/vdf/size)\n  - echo host-disk-sectors $(cat /sys/block/vdg/size)\n  - printf kvrs-pvc-data | dd of=/dev/vdh conv=fsync 2>/dev/null && echo pvc-written\n  - printf kvrs-block-data | dd of=/dev/vdi conv=fsync 2>/dev/null && echo block-written\n",
         mount("cfgdata", "greeting"),
         mount("secdata", "password"),
     );
@@ -74,6 +90,9 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
                         {"name": "secret", "disk": {"bus": "virtio"}},
                         {"name": "sa", "disk": {"bus": "virtio"}},
                         {"name": "scratch", "disk": {"bus": "virtio"}},
+                        {"name": "host", "disk": {"bus": "virtio"}},
+                        {"name": "claim", "disk": {"bus": "virtio"}},
+                        {"name": "blockclaim", "disk": {"bus": "virtio"}},
                     ],
                 },
                 "resources": {"requests": {"memory": "128Mi"}},
@@ -87,6 +106,11 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
                 {"name": "secret", "secret": {"secretName": "app-secret", "volumeLabel": "secdata"}},
                 {"name": "sa", "serviceAccount": {"serviceAccountName": "default"}},
                 {"name": "scratch", "emptyDisk": {"capacity": "64Mi"}},
+                {"name": "host", "hostDisk": {
+                    "path": host_disk, "type": "DiskOrCreate", "capacity": "32Mi",
+                }},
+                {"name": "claim", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "blockclaim", "persistentVolumeClaim": {"claimName": "raw"}},
             ],
         },
     }));
@@ -118,6 +142,12 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
     // 64 MiB in 512-byte sectors.
     l.wait_serial("empty-disk-sectors 131072", Duration::from_secs(30))
         .await;
+    // 32 MiB, made by the launcher (DiskOrCreate).
+    l.wait_serial("host-disk-sectors 65536", Duration::from_secs(30))
+        .await;
+    l.wait_serial("pvc-written", Duration::from_secs(30)).await;
+    l.wait_serial("block-written", Duration::from_secs(30))
+        .await;
 
     l.signal(nix::sys::signal::Signal::SIGTERM);
     let exit = l
@@ -127,6 +157,50 @@ async fn config_drive_config_map_secret_and_empty_disk_reach_the_guest() {
     assert_eq!(exit.code(), Some(0), "{}", l.log());
     for dir in ["disks", "cloud-init", "config"] {
         assert!(!l.scratch.join(dir).exists(), "{dir} left behind");
+    }
+    // The claims hold what the guest wrote (no overlay in between); the host disk stays.
+    let starts = |path: &std::path::Path, want: &[u8]| {
+        let data = std::fs::read(path).expect("read the backing file");
+        assert!(
+            data.starts_with(want),
+            "{} starts with {:?}",
+            path.display(),
+            String::from_utf8_lossy(&data[..want.len().min(data.len())])
+        );
+    };
+    starts(&claim.join("disk.img"), b"kvrs-pvc-data");
+    drop(block);
+    starts(&block_file, b"kvrs-block-data");
+    assert_eq!(
+        std::fs::metadata(&host_disk).expect("host disk").len(),
+        32 << 20
+    );
+}
+
+/// A loop device over a file, detached when dropped (also when the test fails).
+struct LoopDevice(String);
+
+impl LoopDevice {
+    fn attach(file: &std::path::Path) -> LoopDevice {
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(file)
+            .output()
+            .expect("losetup");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        LoopDevice(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["--detach", &self.0])
+            .status();
     }
 }
 
