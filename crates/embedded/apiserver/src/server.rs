@@ -546,7 +546,23 @@ async fn route(
             let Some((hash, bytes)) = docs.docs.get(&key) else {
                 return Err(ApiError::path_not_found(path));
             };
-            let mut r = respond(200, bytes.clone(), "application/json", &[]);
+            let etag = format!("\"{hash}\"");
+            // A client holding this version (kubectl's OpenAPI cache) revalidates with
+            // If-None-Match and gets 304 without the document, as from kube-openapi.
+            let cached = headers
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim() == etag || t.trim() == "*");
+            let mut r = if cached {
+                respond(304, Vec::new(), "application/json", &[])
+            } else {
+                respond(200, bytes.clone(), "application/json", &[])
+            };
+            if cached {
+                r.headers_mut().remove(header::CONTENT_TYPE);
+            }
             let h = r.headers_mut();
             let immutable = q.get("hash") == Some(hash.as_str());
             h.insert(
@@ -557,7 +573,7 @@ async fn route(
                     "no-cache, private"
                 }),
             );
-            if let Ok(v) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+            if let Ok(v) = HeaderValue::from_str(&etag) {
                 h.insert(header::ETAG, v);
             }
             return Ok(r);
@@ -952,6 +968,17 @@ async fn resource(
                 ));
             }
             let patch_body = ops::decode(&body, &def.kind, matches!(ty, PatchType::Apply { .. }))?;
+            // A JSON patch that does not decode as a list of operations is a malformed request
+            // (400), as upstream; operations that do not apply stay 422.
+            if ty == PatchType::Json
+                && !patch_body
+                    .as_array()
+                    .is_some_and(|ops| ops.iter().all(Value::is_object))
+            {
+                return Err(ApiError::bad_request(
+                    "json: cannot unmarshal the patch into a list of JSON patch operations",
+                ));
+            }
             if sub == Some("scale") {
                 (
                     200,

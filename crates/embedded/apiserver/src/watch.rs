@@ -176,7 +176,15 @@ pub fn serve(store: Store, req: WatchRequest) -> Result<Body, ApiError> {
             return;
         }
         let bookmark_every = Duration::from_secs(10);
-        let mut next_bookmark = tokio::time::Instant::now() + bookmark_every;
+        // As upstream's watch cache does, the first bookmark comes 2 s before the watch's
+        // deadline when that is sooner than the periodic one, so a client that reconnects at
+        // `timeoutSeconds` resumes from a recent resourceVersion even on a quiet resource.
+        let now = tokio::time::Instant::now();
+        let pre_timeout = deadline
+            .checked_sub(Duration::from_secs(2))
+            .unwrap_or(now)
+            .max(now);
+        let mut next_bookmark = (now + bookmark_every).min(pre_timeout);
         loop {
             let batch = {
                 let cache = store.read();
