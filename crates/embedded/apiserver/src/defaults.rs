@@ -1,5 +1,6 @@
-//! Server defaults of built-in kinds that our components rely on (pure). Only pods get them:
-//! the fields a scheduler and kubelet read without checking for absence.
+//! Server defaults of built-in kinds that our components rely on (pure): the fields a scheduler
+//! and kubelet read without checking for absence on pods, and the phase and modes of claims and
+//! volumes.
 
 use serde_json::{Value, json};
 
@@ -7,6 +8,26 @@ fn set_default(obj: &mut Value, key: &str, v: Value) {
     if let Some(m) = obj.as_object_mut() {
         m.entry(key.to_string()).or_insert(v);
     }
+}
+
+/// PersistentVolumeClaim and PersistentVolume defaults, as upstream's defaulting: a new claim or
+/// volume is `Pending` until something binds it, in `Filesystem` mode; a volume is retained.
+pub fn persistent_volume(obj: &mut Value, claim: bool) {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    set_default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
+    if !claim {
+        set_default(
+            &mut obj["spec"],
+            "persistentVolumeReclaimPolicy",
+            json!("Retain"),
+        );
+    }
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    set_default(&mut obj["status"], "phase", json!("Pending"));
 }
 
 fn image_pull_policy(image: &str) -> &'static str {

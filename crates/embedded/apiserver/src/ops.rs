@@ -350,6 +350,8 @@ fn on_create(def: &ResourceDef, obj: &mut Value) {
         "pods" => {
             crate::defaults::pod(obj);
         }
+        "persistentvolumeclaims" => crate::defaults::persistent_volume(obj, true),
+        "persistentvolumes" => crate::defaults::persistent_volume(obj, false),
         CRDS => {
             let names = obj
                 .pointer("/spec/names")
