@@ -704,6 +704,16 @@ spec:
     let pvc = json_out(&s.ok(k, &["get", "pvc", "pvc1", "-o", "json"]));
     assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "1Gi");
     assert_eq!(pvc["metadata"]["namespace"], "default");
+    // Upstream's defaults: unbound claims and volumes are Pending, in Filesystem mode; volumes
+    // are retained.
+    assert_eq!(pvc["status"]["phase"], "Pending", "{pvc}");
+    assert_eq!(pvc["spec"]["volumeMode"], "Filesystem", "{pvc}");
+    assert_eq!(pv["status"]["phase"], "Pending", "{pv}");
+    assert_eq!(pv["spec"]["volumeMode"], "Filesystem", "{pv}");
+    assert_eq!(
+        pv["spec"]["persistentVolumeReclaimPolicy"], "Retain",
+        "{pv}"
+    );
 
     // list: the table kubectl prints, and names.
     let table = s.ok(k, &["get", "ds,pvc"]);
