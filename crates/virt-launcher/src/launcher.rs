@@ -1031,7 +1031,8 @@ impl Launcher {
 }
 
 /// Copies what the guest prints on its serial console into the launcher's log (the pod log),
-/// line by line, as upstream's guest-console-log container does.
+/// line by line, as upstream's guest-console-log container does. A partial line that stays
+/// unfinished for a whole tick (a prompt such as `testvm login: `) is logged as it is.
 async fn tail_console(path: PathBuf) {
     use std::io::{Read, Seek, SeekFrom};
     let mut offset = 0u64;
@@ -1049,16 +1050,34 @@ async fn tail_console(path: PathBuf) {
             continue;
         };
         offset += n as u64;
+        let idle = n == 0;
         pending.extend_from_slice(&chunk);
-        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
-            if !text.is_empty() {
-                info!(target: "guest_console", "{text}");
-            }
+        for text in console_lines(&mut pending, idle) {
+            info!(target: "guest_console", "{text}");
         }
     }
+}
+
+/// Takes the complete lines out of `pending` (without their line ends, empty ones dropped);
+/// when the console was `idle` for a tick, the unfinished rest too.
+fn console_lines(pending: &mut Vec<u8>, idle: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut take = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            out.push(text.to_string());
+        }
+    };
+    while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=pos).collect();
+        take(&line);
+    }
+    if idle && !pending.is_empty() {
+        take(pending);
+        pending.clear();
+    }
+    out
 }
 
 /// Counts an open event stream for as long as it lives.
@@ -1125,4 +1144,24 @@ fn forward_unix(
         }
         .in_current_span(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_lines;
+
+    #[test]
+    fn console_lines_wait_for_line_ends_unless_the_console_is_idle() {
+        let mut pending = b"boot line one\r\nboot line two\n\ntestvm login: ".to_vec();
+        assert_eq!(
+            console_lines(&mut pending, false),
+            ["boot line one", "boot line two"]
+        );
+        // The prompt waits while more may come in the same line ...
+        assert_eq!(pending, b"testvm login: ");
+        // ... and is logged once the console has been quiet for a tick.
+        assert_eq!(console_lines(&mut pending, true), ["testvm login: "]);
+        assert!(pending.is_empty());
+        assert!(console_lines(&mut pending, true).is_empty());
+    }
 }
