@@ -246,6 +246,17 @@ async fn sweep_targets(ctx: Arc<Context>) {
 }
 
 fn error_policy(vmi: Arc<VirtualMachineInstance>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Error::UpdateStatus(kube::Error::Api(s)) = err
+        && s.code == 409
+    {
+        // Our copy was stale: look again as soon as the store has the newer one.
+        tracing::debug!(
+            namespace = vmi.namespace().unwrap_or_default(),
+            name = vmi.name_any(),
+            "status write conflicted; retrying"
+        );
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(
         namespace = vmi.namespace().unwrap_or_default(),
         name = vmi.name_any(),
@@ -589,10 +600,16 @@ async fn patch_status(
     }
     let ns = vmi.namespace().ok_or(Error::MissingField("namespace"))?;
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &ns);
+    // The resourceVersion makes a write computed from a stale copy fail (409) instead of
+    // replacing lists (conditions) that virt-controller changed meanwhile.
+    let body = serde_json::json!({
+        "metadata": {"resourceVersion": vmi.resource_version()},
+        "status": value,
+    });
     vmis.patch(
         &vmi.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": value })),
+        &Patch::Merge(body),
     )
     .await
     .map_err(Error::UpdateStatus)?;

@@ -172,13 +172,21 @@ pub async fn reconcile(
     carry_out(&ctx, &m, vmi.as_ref(), &mut plan).await?;
     if plan.status != m.status.clone().unwrap_or_default() {
         let api: Api<VirtualMachineInstanceMigration> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({"status": plan.status});
+        // With the resourceVersion a plan made from a stale copy is refused (409) rather than
+        // replacing phaseTransitionTimestamps written meanwhile; the next look has the newer one.
+        let patch = json!({
+            "metadata": {"resourceVersion": m.resource_version()},
+            "status": plan.status,
+        });
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => {}
             Err(e) if code(&e) == Some(404) => return Ok(Action::await_change()),
+            Err(e) if code(&e) == Some(409) => {
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
             Err(e) => return Err(e.into()),
         }
         tracing::info!(namespace = %ns, name = %name, vmi = %vmi_name, phase = plan.status.phase.as_deref().unwrap_or(""), "migration phase");
