@@ -1,9 +1,10 @@
 //! The VMI controller: for each VMI on this node (label `kubevirt.io/nodeName=<node>`), find its
 //! launcher through the pod (`kubevirt.io/created-by=<vmi uid>` on this node; socket
 //! `<kubelet root>/pods/<pod uid>/volumes/kubernetes.io~empty-dir/sockets/launcher-sock`), carry
-//! out `action::decide`, and write `status::next` back. The launcher is polled every
-//! `Config::poll` while the VMI is active (the event stream is not used yet). A restart of
-//! virt-handler only re-reads the domains: a running domain is never synced again or stopped.
+//! out `action::decide`, and write `status::next` back. Each active VMI's launcher event stream
+//! (`watch`) wakes its reconcile when the domain changes; the launcher is also polled every
+//! `Config::poll` as a resync. A restart of virt-handler only re-reads the domains: a running
+//! domain is never synced again or stopped.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kubevirt_api::v1::VirtualMachineInstance;
@@ -29,6 +31,7 @@ use crate::action::{self, LauncherAction};
 use crate::events::{self, VmiEvent};
 use crate::migration::{self, SourceStep, TargetStep};
 use crate::status::{self, Observed};
+use crate::watch::Watches;
 
 /// The label virt-controller puts on VMIs handed to a node.
 pub const NODE_NAME_LABEL: &str = "kubevirt.io/nodeName";
@@ -64,6 +67,8 @@ pub struct Context {
     migrations: std::sync::Mutex<std::collections::HashMap<String, OpenTarget>>,
     /// Records the VMI events (reporting component `virt-handler`, instance: the node).
     recorder: Recorder,
+    /// The launchers' event streams, which wake the reconcile of their VMI.
+    watches: Arc<Watches>,
 }
 
 impl Context {
@@ -183,14 +188,17 @@ pub async fn run(client: kube::Client, config: Config, shutdown: impl Future<Out
             instance: Some(config.node.clone()),
         },
     );
+    let (watches, wakes) = Watches::new();
     let ctx = Arc::new(Context {
         client,
         config,
         shutdowns: Default::default(),
         migrations: Default::default(),
         recorder,
+        watches: Arc::new(watches),
     });
     let controller = Controller::new(vmis.clone(), watcher::Config::default().labels(&selector))
+        .reconcile_on(wakes)
         .run(reconcile, error_policy, Arc::clone(&ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
@@ -291,12 +299,12 @@ pub fn addressable(socket: &Path) -> std::io::Result<(PathBuf, Option<std::fs::F
 }
 
 /// A connected launcher client and the directory handle its socket path may need.
-struct Connection {
-    client: LauncherClient<Channel>,
+pub(crate) struct Connection {
+    pub(crate) client: LauncherClient<Channel>,
     _dir: Option<std::fs::File>,
 }
 
-async fn connect(socket: &Path) -> Result<Connection, Error> {
+pub(crate) async fn connect(socket: &Path) -> Result<Connection, Error> {
     let (path, dir) =
         addressable(socket).map_err(|e| Error::OpenSocketDir(socket.to_path_buf(), e))?;
     match tokio::time::timeout(Duration::from_secs(5), launcher_proto::connect(&path)).await {
@@ -359,6 +367,7 @@ async fn reconcile_vmi(
         kubevirt_api::v1::vmi_phases::SCHEDULED | kubevirt_api::v1::vmi_phases::RUNNING
     );
     if !stopping && !active_phase {
+        ctx.watches.stop(&uid);
         return Ok(Action::await_change());
     }
 
@@ -386,6 +395,7 @@ async fn reconcile_vmi(
         && let Some(code) = pod.and_then(launcher_exit)
     {
         tracing::info!(exit_code = ?code, "the launcher exited");
+        ctx.watches.stop(&uid);
         let current = vmi.status.clone().unwrap_or_default();
         let last = status::domain_after_exit(code);
         let observed = Observed {
@@ -433,6 +443,8 @@ async fn reconcile_vmi(
         .map_err(rpc("Info"))?
         .into_inner();
     let mut domain = get_domain(client, &uid).await?;
+    // From here on a change of the domain wakes this reconcile without waiting for the poll.
+    ctx.watches.ensure(ObjectRef::from_obj(vmi), &uid, &socket);
 
     if !stopping {
         match migration::source_step(vmi, node) {

@@ -10,6 +10,7 @@
 //! | `server` | the console server (mutual TLS): console/VNC websockets, pause, guest info, for virt-api | I/O |
 //! | `portforward` | VMI port-forward: a TCP connection to the pod address made inside the pod's network namespace | pure plan + I/O |
 //! | `migration` | live migration: each side's next step (pure) and the TCP/unix proxies between the pods | pure + I/O |
+//! | `watch` | one launcher event stream per active VMI, waking its reconcile when the domain changes | I/O |
 //! | `heartbeat` | the node's `kubevirt.io/schedulable` label and `kubevirt.io/heartbeat` stamp | I/O (patch pure) |
 
 pub mod action;
@@ -21,3 +22,4 @@ pub mod migration;
 pub mod portforward;
 pub mod server;
 pub mod status;
+pub mod watch;

@@ -33,6 +33,10 @@ struct State {
     calls: Vec<String>,
     /// The guest ignores the ACPI power button.
     ignore_acpi: bool,
+    /// Serve WatchEvents (the other tests leave it unimplemented, so they see polling only).
+    events: bool,
+    /// The open WatchEvents streams.
+    watchers: Vec<tokio::sync::mpsc::Sender<Result<DomainEvent, Status>>>,
 }
 
 #[derive(Clone, Default)]
@@ -60,6 +64,22 @@ impl FakeLauncher {
             return Err(Status::failed_precondition("no VMI synced yet"));
         }
         Ok(s.domain.clone().unwrap_or_default())
+    }
+    /// Sends the current domain to every open event stream, as a launcher does on a change.
+    async fn notify(&self) {
+        let (status, watchers) = {
+            let s = self.state.lock().unwrap();
+            (s.domain.clone(), s.watchers.clone())
+        };
+        for w in watchers {
+            let _ = w
+                .send(Ok(DomainEvent {
+                    r#type: launcher_proto::v1::EventType::Modified as i32,
+                    status: status.clone(),
+                    ..Default::default()
+                }))
+                .await;
+        }
     }
     fn set(&self, state: DomainState, reason: StateReason) -> DomainStatus {
         let mut s = self.state.lock().unwrap();
@@ -169,8 +189,17 @@ impl launcher_proto::Launcher for FakeLauncher {
         Err(Status::unimplemented("no migrations here"))
     }
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<DomainEvent, Status>> + Send>>;
-    async fn watch_events(&self, _: Request<WatchRequest>) -> Reply<Self::WatchEventsStream> {
-        Err(Status::unimplemented("events"))
+    async fn watch_events(&self, req: Request<WatchRequest>) -> Reply<Self::WatchEventsStream> {
+        self.record("WatchEvents", &req.get_ref().uid)?;
+        let mut s = self.state.lock().unwrap();
+        if !s.events {
+            return Err(Status::unimplemented("events"));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        s.watchers.push(tx);
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }
 
@@ -189,11 +218,15 @@ fn serve(fake: FakeLauncher, socket: &Path) -> tokio::task::JoinHandle<()> {
 }
 
 fn start_handler(c: &Cluster, root: &Path) -> tokio::task::JoinHandle<()> {
+    start_handler_polling(c, root, Duration::from_millis(300))
+}
+
+fn start_handler_polling(c: &Cluster, root: &Path, poll: Duration) -> tokio::task::JoinHandle<()> {
     let config = Config {
         listen_address: std::net::IpAddr::from([127, 0, 0, 1]),
         node: "node-1".into(),
         kubelet_root: root.to_path_buf(),
-        poll: Duration::from_millis(300),
+        poll,
     };
     tokio::spawn(controller::run(
         c.client.clone(),
@@ -462,4 +495,84 @@ spec:
     )
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launcher_events_reach_the_vmi_without_waiting_for_the_poll() {
+    let c = Cluster::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let vmi: VirtualMachineInstance = yaml(
+        r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: evented
+  labels:
+    kubevirt.io/nodeName: node-1
+spec:
+  domain:
+    devices: {}
+"#,
+    );
+    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let uid = vmi.uid().unwrap();
+    vmis.patch(
+        "evented",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "virt-launcher-evented-abcde",
+            "labels": {"kubevirt.io/created-by": uid}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let fake = FakeLauncher::default();
+    fake.state.lock().unwrap().events = true;
+    let server = serve(
+        fake.clone(),
+        &launcher_socket(root.path(), &pod.uid().unwrap()),
+    );
+    // A poll far beyond the waits below: only an event can bring the changes in time.
+    let handler = start_handler_polling(&c, root.path(), Duration::from_secs(600));
+    eventually("the VMI Running", || async {
+        let s = vmis.get("evented").await.ok()?.status?;
+        (s.phase() == "Running").then_some(())
+    })
+    .await;
+    eventually("the event stream open", || async {
+        (!fake.state.lock().unwrap().watchers.is_empty()).then_some(())
+    })
+    .await;
+    // Let the reconciles caused by the handler's own status write settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The guest pauses (say, an I/O error) and the launcher tells.
+    fake.set(DomainState::Paused, StateReason::User);
+    fake.notify().await;
+    eventually("the Paused condition", || async {
+        let s = vmis.get("evented").await.ok()?.status?;
+        s.condition_is_true("Paused").then_some(())
+    })
+    .await;
+    // The guest powers itself off.
+    fake.set(DomainState::Shutoff, StateReason::Shutdown);
+    fake.notify().await;
+    eventually("phase Succeeded", || async {
+        (vmis.get("evented").await.ok()?.status?.phase() == "Succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(
+        fake.calls().iter().filter(|c| *c == "WatchEvents").count(),
+        1,
+        "one stream for the VMI: {:?}",
+        fake.calls()
+    );
+    handler.abort();
+    server.abort();
 }
