@@ -571,23 +571,47 @@ fn step(i: &Inputs<'_>) -> Plan {
 }
 
 /// Sets the phase, recording when it was first reached.
+/// The phases of a successful migration, in order.
+const FORWARD: [&str; 7] = [
+    migration_phases::PENDING,
+    migration_phases::SCHEDULING,
+    migration_phases::SCHEDULED,
+    migration_phases::PREPARING_TARGET,
+    migration_phases::TARGET_READY,
+    migration_phases::RUNNING,
+    migration_phases::SUCCEEDED,
+];
+
+/// Moves to `phase` and records when. A step forward past phases this controller did not see
+/// (the target pod was scheduled, or the guest moved, between two looks) records those too, at
+/// the same time: the migration went through each, and clients read the list as its history.
 fn set_phase(status: &mut VirtualMachineInstanceMigrationStatus, phase: &str, now: Timestamp) {
     if status.phase.as_deref() == Some(phase) {
         return;
     }
-    status.phase = Some(phase.into());
-    if !status
-        .phase_transition_timestamps
-        .iter()
-        .any(|p| p.phase.as_deref() == Some(phase))
-    {
-        status.phase_transition_timestamps.push(
-            VirtualMachineInstanceMigrationPhaseTransitionTimestamp {
-                phase: Some(phase.into()),
-                phase_transition_timestamp: Some(Time(now)),
-            },
-        );
+    let from = match status.phase.as_deref() {
+        None => Some(0),
+        Some(p) => FORWARD.iter().position(|f| *f == p).map(|i| i + 1),
+    };
+    let passed: &[&str] = match (from, FORWARD.iter().position(|f| *f == phase)) {
+        (Some(from), Some(to)) if from <= to => &FORWARD[from..=to],
+        _ => std::slice::from_ref(&phase),
+    };
+    for p in passed {
+        if !status
+            .phase_transition_timestamps
+            .iter()
+            .any(|t| t.phase.as_deref() == Some(*p))
+        {
+            status.phase_transition_timestamps.push(
+                VirtualMachineInstanceMigrationPhaseTransitionTimestamp {
+                    phase: Some((*p).into()),
+                    phase_transition_timestamp: Some(Time(now)),
+                },
+            );
+        }
     }
+    status.phase = Some(phase.into());
 }
 
 #[cfg(test)]

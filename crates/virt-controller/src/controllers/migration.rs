@@ -165,8 +165,12 @@ pub async fn reconcile(
         now: Timestamp::now(),
     };
     let mut plan = migration::plan(&inputs);
-    if plan.finalizer == Some(true) {
-        set_finalizer(&ctx, &m, true).await?;
+    // The version the status write is made against: adding the finalizer makes a new one.
+    let mut version = m.resource_version();
+    if plan.finalizer == Some(true)
+        && let Some(v) = set_finalizer(&ctx, &m, true).await?
+    {
+        version = Some(v);
     }
     tracing::debug!(namespace = %ns, name = %name, phase = ?plan.status.phase, "migration plan");
     carry_out(&ctx, &m, vmi.as_ref(), &mut plan).await?;
@@ -175,7 +179,7 @@ pub async fn reconcile(
         // With the resourceVersion a plan made from a stale copy is refused (409) rather than
         // replacing phaseTransitionTimestamps written meanwhile; the next look has the newer one.
         let patch = json!({
-            "metadata": {"resourceVersion": m.resource_version()},
+            "metadata": {"resourceVersion": version},
             "status": plan.status,
         });
         match api
@@ -404,7 +408,7 @@ async fn set_finalizer(
     ctx: &Context,
     m: &VirtualMachineInstanceMigration,
     add: bool,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let mut list: Vec<String> = m.finalizers().to_vec();
     list.retain(|f| f != migration::FINALIZER);
     if add {
@@ -424,8 +428,8 @@ async fn set_finalizer(
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if code(&e) == Some(404) => Ok(()),
+        Ok(updated) => Ok(updated.resource_version()),
+        Err(e) if code(&e) == Some(404) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -116,11 +116,14 @@ fn a_new_migration_of_a_running_instance_creates_the_target_pod() {
     let p = plan(&inputs(&m, Some(&v), &[]));
     assert!(p.create_target_pod);
     assert_eq!(phase(&p), "Scheduling");
-    assert_eq!(p.status.phase_transition_timestamps.len(), 1);
-    assert_eq!(
-        p.status.phase_transition_timestamps[0].phase.as_deref(),
-        Some("Scheduling")
-    );
+    // A migration first seen with a running instance was Pending until then.
+    let recorded: Vec<&str> = p
+        .status
+        .phase_transition_timestamps
+        .iter()
+        .filter_map(|t| t.phase.as_deref())
+        .collect();
+    assert_eq!(recorded, ["Pending", "Scheduling"]);
 }
 
 #[test]
@@ -322,6 +325,37 @@ fn a_failed_migration_never_deletes_the_instances_own_pod() {
     let p = plan(&inputs(&done, Some(&v), &pods));
     assert_eq!(p.status, done.status.clone().unwrap_or_default());
     assert!(p.delete_pods.is_empty() && p.vmi_change.is_none());
+}
+
+#[test]
+fn phases_passed_between_two_looks_are_recorded_in_order() {
+    // Pending written; before the next look the target pod was created and scheduled.
+    let mut m = migration(Some("Pending"));
+    m.status.as_mut().unwrap().phase_transition_timestamps =
+        serde_json::from_value(json!([{"phase": "Pending", "phaseTransitionTimestamp": at(5)}]))
+            .unwrap();
+    let v = vmi("Running");
+    let pod = target(Some("node-b"), "Pending", false);
+    let p = plan(&inputs(&m, Some(&v), &[&pod]));
+    assert_eq!(phase(&p), "Scheduled");
+    let recorded: Vec<&str> = p
+        .status
+        .phase_transition_timestamps
+        .iter()
+        .filter_map(|t| t.phase.as_deref())
+        .collect();
+    assert_eq!(recorded, ["Pending", "Scheduling", "Scheduled"]);
+    // A failure records only itself.
+    let gone = plan(&inputs(&p_migration(&m, &p), None, &[]));
+    let last = gone.status.phase_transition_timestamps.last().unwrap();
+    assert_eq!(last.phase.as_deref(), Some("Failed"));
+    assert_eq!(gone.status.phase_transition_timestamps.len(), 4);
+}
+
+fn p_migration(m: &VirtualMachineInstanceMigration, p: &Plan) -> VirtualMachineInstanceMigration {
+    let mut m = m.clone();
+    m.status = Some(p.status.clone());
+    m
 }
 
 #[test]
