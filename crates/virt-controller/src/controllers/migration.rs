@@ -66,6 +66,15 @@ pub fn controller(
 }
 
 fn error_policy(m: Arc<VirtualMachineInstanceMigration>, error: &Error, _: Arc<Context>) -> Action {
+    if let Error::Stale(what) = error {
+        tracing::debug!(
+            namespace = m.namespace().unwrap_or_default(),
+            name = m.name_any(),
+            what,
+            "read a stale copy; looking again"
+        );
+        return Action::requeue(Duration::from_millis(200));
+    }
     tracing::warn!(namespace = m.namespace().unwrap_or_default(), name = m.name_any(), %error, "reconciling the VirtualMachineInstanceMigration failed");
     Action::requeue(Duration::from_secs(2))
 }
@@ -325,6 +334,11 @@ async fn change_vmi(
 ) -> Result<(), Error> {
     let ns = vmi.namespace().unwrap_or_default();
     let api: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), &ns);
+    // Every change is made against the copy the plan read: written over a newer one it could
+    // undo what a handler recorded meanwhile (an abort re-requested after it succeeded, a
+    // failure over a migration that has started).
+    let version = vmi.resource_version();
+    let same_version = json!({"op": "test", "path": "/metadata/resourceVersion", "value": version});
     let (patch, what) = match change {
         VmiChange::HandOver { state, method } => {
             let source = state.source_node.clone().unwrap_or_default();
@@ -334,6 +348,7 @@ async fn change_vmi(
             // node the target pod was placed against.
             let label_path = format!("/metadata/labels/{}", TARGET_NODE_LABEL.replace('/', "~1"));
             let mut ops = vec![
+                same_version,
                 json!({"op": "test", "path": "/status/nodeName", "value": source}),
                 json!({"op": "add", "path": "/status/migrationState", "value": state}),
                 json!({"op": "add", "path": "/status/migrationMethod", "value": method}),
@@ -351,6 +366,7 @@ async fn change_vmi(
         VmiChange::RequestAbort { migration_uid } => {
             // Only on this migration's state (the test op): a newer attempt is not touched.
             let ops = json!([
+                same_version,
                 {"op": "test", "path": "/status/migrationState/migrationUid", "value": migration_uid},
                 {"op": "add", "path": "/status/migrationState/abortRequested", "value": true},
                 {"op": "add", "path": "/status/migrationState/abortStatus",
@@ -363,7 +379,7 @@ async fn change_vmi(
         }
         VmiChange::Fail { reason } => {
             let patch = json!({
-                "metadata": {"labels": {TARGET_NODE_LABEL: null}},
+                "metadata": {"labels": {TARGET_NODE_LABEL: null}, "resourceVersion": version},
                 "status": {"migrationState": {
                     "failed": true,
                     "failureReason": reason,
@@ -380,6 +396,7 @@ async fn change_vmi(
             {
                 Ok(_) => Ok(()),
                 Err(e) if code(&e) == Some(404) => Ok(()),
+                Err(e) if code(&e) == Some(409) => Err(Error::Stale("the instance")),
                 Err(e) => Err(e.into()),
             };
         }
@@ -392,12 +409,11 @@ async fn change_vmi(
             tracing::info!(namespace = %ns, name = vmi.name_any(), "{what}");
             Ok(())
         }
-        Err(e) if matches!(code(&e), Some(404 | 409 | 422)) => {
-            // Gone, or moved since the plan (the failed test op): the next reconcile sees why.
-            Err(Error::Invalid(format!(
-                "the instance changed while handing the migration over: {e}"
-            )))
+        Err(e) if code(&e) == Some(404) => {
+            Err(Error::Invalid(format!("the instance is gone: {e}")))
         }
+        // Changed since the plan (a failed test op): the next reconcile sees how.
+        Err(e) if matches!(code(&e), Some(409 | 422)) => Err(Error::Stale("the instance")),
         Err(e) => Err(e.into()),
     }
 }

@@ -37,6 +37,10 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("{0}")]
     Invalid(String),
+    /// An object changed after it was read (a write made against it was refused); the next
+    /// look, soon, reads the newer one.
+    #[error("{0} changed since it was read")]
+    Stale(&'static str),
 }
 
 /// virt-controller's settings.
