@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Server;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -64,8 +64,31 @@ async fn acknowledged_writes_survive_sigkill() {
             }
         }));
     }
-    // Let the writers run, then kill the server mid-flight.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Let the writers run for at least 2.5 s and until at least 50 objects are acknowledged
+    // (however slow the machine), then kill the server mid-flight.
+    let started = Instant::now();
+    let progress_deadline = started + Duration::from_secs(60);
+    loop {
+        let n = acked.lock().map(|a| a.len()).unwrap_or(0);
+        if n >= 50 && started.elapsed() >= Duration::from_millis(2500) {
+            break;
+        }
+        // (The Server guard kills the process when the panic unwinds.)
+        if Instant::now() >= progress_deadline {
+            panic!(
+                "the write loop made too little progress: {n} < 50 objects acknowledged in 60 s"
+            );
+        }
+        if writers.iter().all(|w| w.is_finished()) {
+            // Every write failed before the kill: nothing left to wait for.
+            assert!(
+                n >= 50,
+                "every writer stopped (a write failed) with only {n} < 50 objects acknowledged"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.kill();
     for w in writers {
         let _ = tokio::time::timeout(Duration::from_secs(60), w).await;
