@@ -579,7 +579,7 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
 
     // The console stream (kubectl's API server -> virt-api -> virt-handler over mutual TLS ->
     // the launcher's serial socket): a carriage return brings the login prompt back.
-    let shown = c.console_session("testvm", &[("\r", "login:")]);
+    let shown = c.console_session("testvm", &[("\r", "testvm login:")]);
     assert!(shown.contains("testvm login:"), "console: {shown}");
 
     // VNC (API server -> virt-api -> virt-handler -> the launcher's VNC socket, QEMU's VNC
@@ -773,7 +773,7 @@ fn demo_script_boots_testvm_headless() {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}"),
         "Running"
     );
-    let console = c.console_session("testvm", &[("\r", "login:")]);
+    let console = c.console_session("testvm", &[("\r", "testvm login:")]);
     assert!(console.contains("testvm login:"), "console: {console}");
 }
 
@@ -1073,7 +1073,7 @@ fn testvm_live_migrates_to_the_other_node() {
     let shown = c.console_session(
         "testvm",
         &[
-            ("\r", "login:"),
+            ("\r", "testvm login:"),
             ("root\r", "assword:"),
             ("kubevirt\r", "#"),
             ("echo MARK$((6*7))\r", "MARK42"),
