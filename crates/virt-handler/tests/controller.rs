@@ -235,6 +235,31 @@ fn start_handler_polling(c: &Cluster, root: &Path, poll: Duration) -> tokio::tas
     ))
 }
 
+/// Creates the VMI from `manifest` handed to node-1 (phase Scheduled) and its launcher pod
+/// there; returns the pod's launcher socket under `root`.
+async fn scheduled_with_pod(c: &Cluster, root: &Path, manifest: &str) -> std::path::PathBuf {
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let vmi: VirtualMachineInstance = yaml(manifest);
+    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
+    let (name, uid) = (vmi.name_any(), vmi.uid().unwrap());
+    vmis.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
+    )
+    .await
+    .unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": format!("virt-launcher-{name}-abcde"),
+            "labels": {"kubevirt.io/created-by": uid}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
+    }))
+    .unwrap();
+    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    launcher_socket(root, &pod.uid().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn syncs_reports_and_stops_a_vmi() {
     let c = Cluster::start().await;
@@ -430,8 +455,9 @@ async fn kills_a_guest_that_ignores_shutdown_after_the_grace_period() {
     let c = Cluster::start().await;
     let root = tempfile::tempdir().unwrap();
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
-    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    let vmi: VirtualMachineInstance = yaml(
+    let socket = scheduled_with_pod(
+        &c,
+        root.path(),
         r#"
 apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
@@ -445,29 +471,11 @@ spec:
   domain:
     devices: {}
 "#,
-    );
-    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
-    let uid = vmi.uid().unwrap();
-    vmis.patch(
-        "stubborn",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
     )
-    .await
-    .unwrap();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "virt-launcher-stubborn-abcde",
-            "labels": {"kubevirt.io/created-by": uid}},
-        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
-    }))
-    .unwrap();
-    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    .await;
     let fake = FakeLauncher::default();
     fake.state.lock().unwrap().ignore_acpi = true;
-    let server = serve(
-        fake.clone(),
-        &launcher_socket(root.path(), &pod.uid().unwrap()),
-    );
+    let server = serve(fake.clone(), &socket);
     let handler = start_handler(&c, root.path());
     eventually("the VMI Running", || async {
         let s = vmis.get("stubborn").await.ok()?.status?;
@@ -502,8 +510,9 @@ async fn launcher_events_reach_the_vmi_without_waiting_for_the_poll() {
     let c = Cluster::start().await;
     let root = tempfile::tempdir().unwrap();
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(c.client.clone(), "default");
-    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
-    let vmi: VirtualMachineInstance = yaml(
+    let socket = scheduled_with_pod(
+        &c,
+        root.path(),
         r#"
 apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
@@ -515,29 +524,11 @@ spec:
   domain:
     devices: {}
 "#,
-    );
-    let vmi = vmis.create(&PostParams::default(), &vmi).await.unwrap();
-    let uid = vmi.uid().unwrap();
-    vmis.patch(
-        "evented",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": "Scheduled", "nodeName": "node-1"}})),
     )
-    .await
-    .unwrap();
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "virt-launcher-evented-abcde",
-            "labels": {"kubevirt.io/created-by": uid}},
-        "spec": {"nodeName": "node-1", "containers": [{"name": "compute", "image": "x"}]}
-    }))
-    .unwrap();
-    let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+    .await;
     let fake = FakeLauncher::default();
     fake.state.lock().unwrap().events = true;
-    let server = serve(
-        fake.clone(),
-        &launcher_socket(root.path(), &pod.uid().unwrap()),
-    );
+    let server = serve(fake.clone(), &socket);
     // A poll far beyond the waits below: only an event can bring the changes in time.
     let handler = start_handler_polling(&c, root.path(), Duration::from_secs(600));
     eventually("the VMI Running", || async {

@@ -105,6 +105,15 @@ fn inputs<'a>(
     }
 }
 
+/// The phases in `phaseTransitionTimestamps`, in order.
+fn recorded(p: &Plan) -> Vec<&str> {
+    p.status
+        .phase_transition_timestamps
+        .iter()
+        .filter_map(|t| t.phase.as_deref())
+        .collect()
+}
+
 fn phase(p: &Plan) -> &str {
     p.status.phase.as_deref().unwrap_or("")
 }
@@ -117,13 +126,7 @@ fn a_new_migration_of_a_running_instance_creates_the_target_pod() {
     assert!(p.create_target_pod);
     assert_eq!(phase(&p), "Scheduling");
     // A migration first seen with a running instance was Pending until then.
-    let recorded: Vec<&str> = p
-        .status
-        .phase_transition_timestamps
-        .iter()
-        .filter_map(|t| t.phase.as_deref())
-        .collect();
-    assert_eq!(recorded, ["Pending", "Scheduling"]);
+    assert_eq!(recorded(&p), ["Pending", "Scheduling"]);
 }
 
 #[test]
@@ -338,13 +341,7 @@ fn phases_passed_between_two_looks_are_recorded_in_order() {
     let pod = target(Some("node-b"), "Pending", false);
     let p = plan(&inputs(&m, Some(&v), &[&pod]));
     assert_eq!(phase(&p), "Scheduled");
-    let recorded: Vec<&str> = p
-        .status
-        .phase_transition_timestamps
-        .iter()
-        .filter_map(|t| t.phase.as_deref())
-        .collect();
-    assert_eq!(recorded, ["Pending", "Scheduling", "Scheduled"]);
+    assert_eq!(recorded(&p), ["Pending", "Scheduling", "Scheduled"]);
     // A failure records only itself.
     let gone = plan(&inputs(&p_migration(&m, &p), None, &[]));
     let last = gone.status.phase_transition_timestamps.last().unwrap();
