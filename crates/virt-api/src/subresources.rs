@@ -93,6 +93,10 @@ pub fn router(shared: Arc<Subresources>) -> Router {
             get(crate::vmi::vmi_action).put(crate::vmi::vmi_action),
         )
         .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/vnc/screenshot",
+            get(crate::vmi::screenshot),
+        )
+        .route(
             "/apis/subresources.kubevirt.io/v1/namespaces/{namespace}/virtualmachineinstances/{name}/portforward/{port}",
             get(crate::vmi::portforward),
         )
@@ -126,6 +130,7 @@ async fn discovery() -> Response {
             json!({"name": "virtualmachines/portforward", "singularName": "", "namespaced": true, "kind": "VirtualMachine", "verbs": ["get"]}),
             vmi_sub("virtualmachineinstances/console", &["get"]),
             vmi_sub("virtualmachineinstances/vnc", &["get"]),
+            vmi_sub("virtualmachineinstances/vnc/screenshot", &["get"]),
             vmi_sub("virtualmachineinstances/portforward", &["get"]),
             vmi_sub("virtualmachineinstances/pause", &["put"]),
             vmi_sub("virtualmachineinstances/unpause", &["put"]),

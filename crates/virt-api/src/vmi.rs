@@ -1,6 +1,7 @@
 //! The VMI subresources that go through the VMI's virt-handler: `console` and `vnc`
 //! (websockets, subprotocol `plain.kubevirt.io`, spliced byte for byte to the handler, which
-//! speaks the websocket and relays to the launcher's sockets), `pause` and `unpause`, and the
+//! speaks the websocket and relays to the launcher's sockets), `vnc/screenshot` (a PNG the
+//! handler reads over RFB; `moveCursor=true` moves the pointer first), `pause` and `unpause`, and the
 //! guest agent's `guestosinfo`, `userlist`, `filesystemlist` (409 "VMI does not have guest agent
 //! connected" without the AgentConnected condition, as upstream), `portforward/{port}[/{protocol}]`
 //! (websocket, spliced like the console; also as the VM's `portforward`). Also VM `migrate`, which
@@ -36,7 +37,7 @@ pub fn validate(vmi: &VirtualMachineInstance, action: &str) -> Result<(), (u16, 
     };
     let paused = has("Paused");
     match action {
-        "console" | "vnc" | "portforward" if !running => Err((
+        "console" | "vnc" | "vnc/screenshot" | "portforward" if !running => Err((
             400,
             "Unable to connect to VM because phase is not Running".into(),
         )),
@@ -79,6 +80,29 @@ pub async fn vmi_action(
         resource: "virtualmachineinstances",
     };
     act(&s, target, action, tail, req).await
+}
+
+/// `.../virtualmachineinstances/{name}/vnc/screenshot[?moveCursor=true]` (GET): a PNG of the
+/// screen, authorized as the `vnc/screenshot` subresource (upstream's RBAC name).
+pub async fn screenshot(
+    State(s): State<Arc<Subresources>>,
+    Path((namespace, name)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    // Only the one parameter goes on to the handler.
+    let move_cursor = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|kv| kv == "moveCursor=true");
+    let tail = format!("vnc/screenshot?moveCursor={move_cursor}");
+    let target = Target {
+        namespace,
+        name,
+        resource: "virtualmachineinstances",
+    };
+    act(&s, target, "vnc/screenshot".into(), tail, req).await
 }
 
 /// `.../virtualmachineinstances/{name}/portforward/{port}[/{protocol}]` (GET, websocket).
@@ -150,9 +174,8 @@ async fn act(
     } = target;
     let method = req.method().clone();
     let allowed = match action.as_str() {
-        "console" | "vnc" | "portforward" | "guestosinfo" | "userlist" | "filesystemlist" => {
-            method == Method::GET
-        }
+        "console" | "vnc" | "vnc/screenshot" | "portforward" | "guestosinfo" | "userlist"
+        | "filesystemlist" => method == Method::GET,
         "pause" | "unpause" => method == Method::PUT,
         _ => false,
     };
@@ -428,6 +451,11 @@ mod tests {
         assert!(validate(&agent, "userlist").is_ok());
         let pending = vmi("Scheduling", json!([]));
         assert_eq!(validate(&pending, "console").map_err(|e| e.0), Err(400));
+        assert_eq!(
+            validate(&pending, "vnc/screenshot").map_err(|e| e.0),
+            Err(400)
+        );
+        assert!(validate(&running, "vnc/screenshot").is_ok());
         assert_eq!(
             validate(&pending, "guestosinfo"),
             Err((409, VMI_NOT_RUNNING.to_string()))

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `console` | GET (websocket, `plain.kubevirt.io`) | the launcher's serial console socket |
 //! | `vnc` | GET (websocket, `plain.kubevirt.io`) | the launcher's VNC socket |
+//! | `vnc/screenshot?moveCursor=` | GET | one frame read over RFB from that socket, as `image/png` |
 //! | `pause`, `unpause` | PUT | launcher gRPC `Pause`/`Unpause` |
 //! | `guestosinfo`, `userlist`, `filesystemlist` | GET | launcher gRPC `GetGuestInfo` |
 //! | `portforward/{port}[/{protocol}]` | GET (websocket) | TCP to the pod address, from the pod's network namespace |
@@ -165,6 +166,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(&format!("{BASE}/console"), get(console))
         .route(&format!("{BASE}/vnc"), get(vnc))
+        .route(&format!("{BASE}/vnc/screenshot"), get(screenshot))
         .route(&format!("{BASE}/pause"), put(pause))
         .route(&format!("{BASE}/unpause"), put(unpause))
         .route(&format!("{BASE}/portforward/{{port}}"), get(portforward))
@@ -234,6 +236,72 @@ async fn vnc(
     req: Request,
 ) -> Response {
     stream(&s, &ns, &name, VNC_SOCKET, req).await
+}
+
+/// The query of `vnc/screenshot`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScreenshotQuery {
+    #[serde(default)]
+    move_cursor: Option<String>,
+}
+
+/// How long a screenshot may take (QEMU answers in milliseconds; a wedged VNC server must not
+/// hold the request forever).
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn screenshot(
+    State(s): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<ScreenshotQuery>,
+) -> Response {
+    let (dir, _uid) = match sockets_dir(&s, &ns, &name).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let path = dir.join(VNC_SOCKET);
+    let (addr, dir_handle) = match addressable(&path) {
+        Ok(x) => x,
+        Err(e) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", path.display()),
+            );
+        }
+    };
+    let unix = match tokio::net::UnixStream::connect(&addr).await {
+        Ok(u) => u,
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("connecting to {VNC_SOCKET} of {ns}/{name}: {e}"),
+            );
+        }
+    };
+    drop(dir_handle);
+    let move_cursor = q.move_cursor.as_deref() == Some("true");
+    let frame = match tokio::time::timeout(
+        SCREENSHOT_TIMEOUT,
+        crate::screenshot::capture(unix, move_cursor),
+    )
+    .await
+    {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => {
+            return plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the VNC server of {ns}/{name} sent no frame in {SCREENSHOT_TIMEOUT:?}"),
+            );
+        }
+    };
+    match crate::screenshot::png(&frame) {
+        Ok(png) => {
+            tracing::info!(namespace = %ns, name = %name, width = frame.width, height = frame.height, bytes = png.len(), "vnc screenshot");
+            (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response()
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// The `Sec-WebSocket-Accept` and protocol of a websocket upgrade request, or why it is not one.

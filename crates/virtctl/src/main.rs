@@ -140,9 +140,12 @@ enum Command {
         timeout: u64,
     },
     /// Open a VNC connection to a virtual machine instance.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Vnc {
-        #[arg(value_name = "VMI")]
-        name: String,
+        #[command(subcommand)]
+        sub: Option<VncWhat>,
+        #[arg(value_name = "VMI", required = true)]
+        name: Option<String>,
         /// The address the local proxy listens on (only with --proxy-only; else 127.0.0.1).
         #[arg(long, default_value = "127.0.0.1")]
         address: String,
@@ -252,6 +255,21 @@ enum Command {
         /// Where to put the link (default: this binary's directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VncWhat {
+    /// Create a VNC screenshot of a virtual machine instance.
+    Screenshot {
+        #[arg(value_name = "VMI")]
+        name: String,
+        /// Where to store the VNC screenshot in PNG format ('-' for stdout).
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Move the cursor first, to wake up the screen in case of screensavers.
+        #[arg(short = 'm', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
+        move_cursor: bool,
     },
 }
 
@@ -694,7 +712,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Vnc {
-            name,
+            sub:
+                Some(VncWhat::Screenshot {
+                    name,
+                    file,
+                    move_cursor,
+                }),
+            ..
+        } => {
+            let png = virtctl::vnc::screenshot(&cluster, name, *move_cursor).await?;
+            if file.as_os_str() == "-" {
+                use std::io::Write;
+                std::io::stdout().write_all(&png)?;
+            } else {
+                std::fs::write(file, &png)
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
+            Ok(())
+        }
+        Command::Vnc {
+            sub: None,
+            name: None,
+            ..
+        } => anyhow::bail!("vnc: the VMI's name is missing"),
+        Command::Vnc {
+            sub: None,
+            name: Some(name),
             address,
             port,
             proxy_only,
@@ -769,15 +812,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Guestosinfo { name } => {
             let path = virtctl::target::subresource_path(Kind::Vmi, &ns, name, "guestosinfo");
-            let response = cluster
-                .client
-                .send(http::Request::get(path).body(kube::client::Body::empty())?)
-                .await?;
-            let status = response.status();
-            let bytes = response.into_body().collect_bytes().await?;
-            if !status.is_success() {
-                anyhow::bail!("{}", status_message(&bytes));
-            }
+            let bytes = virtctl::stream::get_bytes(&cluster, &path).await?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
@@ -863,6 +898,39 @@ mod tests {
                 ..
             }
         ));
+        let c = parse(&[
+            "virtctl",
+            "vnc",
+            "screenshot",
+            "v",
+            "-f",
+            "-",
+            "--move-cursor",
+        ]);
+        let Command::Vnc {
+            sub:
+                Some(VncWhat::Screenshot {
+                    name,
+                    file,
+                    move_cursor,
+                }),
+            ..
+        } = c.command
+        else {
+            panic!("vnc screenshot");
+        };
+        assert_eq!(
+            (name.as_str(), file.to_str(), move_cursor),
+            ("v", Some("-"), true)
+        );
+        assert!(
+            Cli::try_parse_from(["virtctl", "vnc", "screenshot", "v"]).is_err(),
+            "--file is required"
+        );
+        assert!(
+            Cli::try_parse_from(["virtctl", "vnc"]).is_err(),
+            "a VMI is required"
+        );
         let c = parse(&["virtctl", "ssh", "-t", "-o A=b", "-t", "-v", "root@vm/x"]);
         let Command::Ssh { flags, .. } = c.command else {
             panic!("ssh");

@@ -80,6 +80,24 @@ pub struct OpenError {
 }
 
 /// The message of a Kubernetes Status body, or the body itself.
+/// GETs `path_and_query`: the body, or the message of the Status that refused it.
+pub async fn get_bytes(cluster: &Cluster, path_and_query: &str) -> Result<Vec<u8>, Error> {
+    let request = http::Request::get(path_and_query)
+        .body(kube::client::Body::empty())
+        .map_err(|e| Error::Other(e.to_string()))?;
+    let response = cluster.client.send(request).await?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect_bytes()
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?;
+    if !status.is_success() {
+        return Err(Error::Other(status_message(&bytes)));
+    }
+    Ok(bytes.to_vec())
+}
+
 pub fn status_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()

@@ -26,6 +26,19 @@ pub fn path(namespace: &str, name: &str, preserve_session: bool) -> String {
     )
 }
 
+/// The PNG of the VMI's screen (`vnc/screenshot`; `move_cursor` wakes a blanked screen).
+pub async fn screenshot(
+    cluster: &Cluster,
+    name: &str,
+    move_cursor: bool,
+) -> Result<Vec<u8>, Error> {
+    let path = format!(
+        "{}?moveCursor={move_cursor}",
+        subresource_path(Kind::Vmi, &cluster.namespace, name, "vnc/screenshot")
+    );
+    crate::stream::get_bytes(cluster, &path).await
+}
+
 /// A viewer's argument for `127.0.0.1:port` (pure).
 fn viewer_args(kind: &str, port: u16) -> Vec<String> {
     match kind {

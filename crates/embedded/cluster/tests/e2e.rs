@@ -588,6 +588,37 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
     let (width, height, rects) = c.vnc_frame("testvm");
     assert!(width > 0 && height > 0, "VNC screen {width}x{height}");
     assert!(rects > 0, "no rectangles in the VNC framebuffer update");
+    // `virtctl vnc screenshot` (virt-api's vnc/screenshot -> the handler reads one frame over
+    // RFB): a PNG of that screen, whose image data inflates to one filtered row per line.
+    let png_path = c.dir.join("screen.png");
+    let o = c.virtctl(&[
+        "vnc",
+        "screenshot",
+        "testvm",
+        "--file",
+        png_path.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "vnc screenshot: {}", text(&o));
+    let png = std::fs::read(&png_path).expect("the screenshot file");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let be32 = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    assert_eq!(
+        (be32(16), be32(20)),
+        (u32::from(width), u32::from(height)),
+        "the screenshot's size is the VNC screen's"
+    );
+    let idat_len = be32(33) as usize;
+    assert_eq!(&png[37..41], b"IDAT");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::ZlibDecoder::new(&png[41..41 + idat_len]),
+        &mut raw,
+    )
+    .expect("inflating IDAT");
+    assert_eq!(
+        raw.len(),
+        usize::from(height) * (1 + 3 * usize::from(width))
+    );
 
     // port-forward to the VM (API server -> virt-api's VM portforward -> virt-handler, which
     // connects inside the pod -> masquerade NAT -> the guest): dropbear's SSH banner.
