@@ -134,6 +134,7 @@ async fn discovery() -> Response {
             vmi_sub("virtualmachineinstances/portforward", &["get"]),
             vmi_sub("virtualmachineinstances/pause", &["put"]),
             vmi_sub("virtualmachineinstances/unpause", &["put"]),
+            vmi_sub("virtualmachineinstances/softreboot", &["put"]),
             vmi_sub("virtualmachineinstances/guestosinfo", &["get"]),
             vmi_sub("virtualmachineinstances/userlist", &["get"]),
             vmi_sub("virtualmachineinstances/filesystemlist", &["get"]),

@@ -3,7 +3,8 @@
 //! speaks the websocket and relays to the launcher's sockets), `vnc/screenshot` (a PNG the
 //! handler reads over RFB; `moveCursor=true` moves the pointer first), `pause` and `unpause`, and the
 //! guest agent's `guestosinfo`, `userlist`, `filesystemlist` (409 "VMI does not have guest agent
-//! connected" without the AgentConnected condition, as upstream), `portforward/{port}[/{protocol}]`
+//! connected" without the AgentConnected condition, as upstream), `softreboot` (PUT; through the
+//! agent, else ACPI: refused for a paused VMI and when neither is there), `portforward/{port}[/{protocol}]`
 //! (websocket, spliced like the console; also as the VM's `portforward`). Also VM `migrate`, which
 //! creates a VirtualMachineInstanceMigration.
 
@@ -41,7 +42,12 @@ pub fn validate(vmi: &VirtualMachineInstance, action: &str) -> Result<(), (u16, 
             400,
             "Unable to connect to VM because phase is not Running".into(),
         )),
-        "pause" if !running => Err((409, VMI_NOT_RUNNING.into())),
+        "pause" | "softreboot" if !running => Err((409, VMI_NOT_RUNNING.into())),
+        "softreboot" if paused => Err((409, "VMI is paused".into())),
+        "softreboot" if !has("AgentConnected") && acpi_disabled(vmi) => Err((
+            409,
+            "VMI neither have the agent connected nor the ACPI feature enabled".into(),
+        )),
         "pause" if paused => Err((409, "VMI is already paused".into())),
         "unpause" if !paused => Err((409, "VMI is not paused".into())),
         "guestosinfo" | "userlist" | "filesystemlist" if !running => {
@@ -52,6 +58,17 @@ pub fn validate(vmi: &VirtualMachineInstance, action: &str) -> Result<(), (u16, 
         }
         _ => Ok(()),
     }
+}
+
+/// ACPI switched off in the domain's features (it is on unless `acpi.enabled: false`).
+fn acpi_disabled(vmi: &VirtualMachineInstance) -> bool {
+    vmi.spec
+        .domain
+        .features
+        .as_ref()
+        .and_then(|f| f.acpi.as_ref())
+        .and_then(|a| a.enabled)
+        == Some(false)
 }
 
 fn vmi_status(code: u16, reason: &str, message: &str, name: &str) -> Response {
@@ -176,7 +193,7 @@ async fn act(
     let allowed = match action.as_str() {
         "console" | "vnc" | "vnc/screenshot" | "portforward" | "guestosinfo" | "userlist"
         | "filesystemlist" => method == Method::GET,
-        "pause" | "unpause" => method == Method::PUT,
+        "pause" | "unpause" | "softreboot" => method == Method::PUT,
         _ => false,
     };
     if !allowed {
@@ -456,6 +473,22 @@ mod tests {
             Err(400)
         );
         assert!(validate(&running, "vnc/screenshot").is_ok());
+        assert!(validate(&running, "softreboot").is_ok());
+        assert_eq!(
+            validate(&pending, "softreboot"),
+            Err((409, VMI_NOT_RUNNING.to_string()))
+        );
+        assert_eq!(
+            validate(&paused, "softreboot"),
+            Err((409, "VMI is paused".to_string()))
+        );
+        let mut no_acpi = running.clone();
+        no_acpi.spec.domain.features =
+            serde_json::from_value(json!({"acpi": {"enabled": false}})).unwrap();
+        assert_eq!(validate(&no_acpi, "softreboot").map_err(|e| e.0), Err(409));
+        let mut agent_no_acpi = agent.clone();
+        agent_no_acpi.spec.domain.features = no_acpi.spec.domain.features.clone();
+        assert!(validate(&agent_no_acpi, "softreboot").is_ok());
         assert_eq!(
             validate(&pending, "guestosinfo"),
             Err((409, VMI_NOT_RUNNING.to_string()))

@@ -8,6 +8,7 @@
 //! | `vnc` | GET (websocket, `plain.kubevirt.io`) | the launcher's VNC socket |
 //! | `vnc/screenshot?moveCursor=` | GET | one frame read over RFB from that socket, as `image/png` |
 //! | `pause`, `unpause` | PUT | launcher gRPC `Pause`/`Unpause` |
+//! | `softreboot` | PUT | launcher gRPC `SoftReboot` (the agent when AgentConnected, else ACPI) |
 //! | `guestosinfo`, `userlist`, `filesystemlist` | GET | launcher gRPC `GetGuestInfo` |
 //! | `portforward/{port}[/{protocol}]` | GET (websocket) | TCP to the pod address, from the pod's network namespace |
 //!
@@ -169,6 +170,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(&format!("{BASE}/vnc/screenshot"), get(screenshot))
         .route(&format!("{BASE}/pause"), put(pause))
         .route(&format!("{BASE}/unpause"), put(unpause))
+        .route(&format!("{BASE}/softreboot"), put(soft_reboot))
         .route(&format!("{BASE}/portforward/{{port}}"), get(portforward))
         .route(
             &format!("{BASE}/portforward/{{port}}/{{protocol}}"),
@@ -532,6 +534,31 @@ async fn pause_or_unpause(s: &Shared, ns: &str, name: &str, pause: bool) -> Resp
         client.unpause(req).await
     };
     tracing::info!(namespace = %ns, name = %name, pause, ok = r.is_ok(), "pause request");
+    match r {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+    }
+}
+
+async fn soft_reboot(
+    State(s): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+) -> Response {
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(s.client.clone(), &ns);
+    let guest_agent = match vmis.get_opt(&name).await {
+        Ok(v) => v
+            .and_then(|v| v.status)
+            .is_some_and(|st| st.condition_is_true("AgentConnected")),
+        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = client
+        .soft_reboot(launcher_proto::v1::SoftRebootRequest { uid, guest_agent })
+        .await;
+    tracing::info!(namespace = %ns, name = %name, guest_agent, ok = r.is_ok(), "soft reboot request");
     match r {
         Ok(_) => StatusCode::OK.into_response(),
         Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),

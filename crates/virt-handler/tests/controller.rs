@@ -158,6 +158,12 @@ impl launcher_proto::Launcher for FakeLauncher {
             self.set(DomainState::Shutoff, StateReason::Shutdown),
         ))
     }
+    async fn soft_reboot(
+        &self,
+        _: Request<launcher_proto::v1::SoftRebootRequest>,
+    ) -> Reply<DomainStatus> {
+        Err(Status::unimplemented("soft reboot"))
+    }
     async fn kill(&self, req: Request<DomainRequest>) -> Reply<DomainStatus> {
         self.record("Kill", &req.get_ref().uid)?;
         if let Some(d) = self.state.lock().unwrap().domain.as_mut() {

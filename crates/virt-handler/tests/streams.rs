@@ -75,6 +75,12 @@ impl launcher_proto::Launcher for FakeLauncher {
     async fn shutdown(&self, _: Request<DomainRequest>) -> Reply<DomainStatus> {
         Err(Status::unimplemented("shutdown"))
     }
+    async fn soft_reboot(
+        &self,
+        _: Request<launcher_proto::v1::SoftRebootRequest>,
+    ) -> Reply<DomainStatus> {
+        Err(Status::unimplemented("soft reboot"))
+    }
     async fn kill(&self, _: Request<DomainRequest>) -> Reply<DomainStatus> {
         Err(Status::unimplemented("kill"))
     }

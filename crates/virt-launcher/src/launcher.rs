@@ -786,6 +786,11 @@ impl Launcher {
         self.act("shutdown", |lv, n| lv.shutdown(n)).await
     }
 
+    pub async fn soft_reboot(&self, guest_agent: bool) -> Result<DomainStatus, LauncherError> {
+        self.act("soft reboot", move |lv, n| lv.reboot(n, guest_agent))
+            .await
+    }
+
     pub async fn kill(&self) -> Result<DomainStatus, LauncherError> {
         self.act("kill", |lv, n| lv.destroy(n)).await
     }

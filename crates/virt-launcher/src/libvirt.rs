@@ -414,6 +414,19 @@ impl Libvirt {
             .map_err(call("shut down (ACPI)"))
     }
 
+    /// Reboots the guest gracefully: by its agent, or by the ACPI power button (libvirt then
+    /// resets the guest when it powers off, rather than ending QEMU).
+    pub fn reboot(&self, name: &str, guest_agent: bool) -> Result<(), LibvirtError> {
+        let flags = if guest_agent {
+            virt::sys::VIR_DOMAIN_REBOOT_GUEST_AGENT
+        } else {
+            virt::sys::VIR_DOMAIN_REBOOT_ACPI_POWER_BTN
+        };
+        self.domain(name)?
+            .reboot(flags)
+            .map_err(call("soft reboot"))
+    }
+
     /// Pulls the plug.
     pub fn destroy(&self, name: &str) -> Result<(), LibvirtError> {
         let dom = self.domain(name)?;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use launcher_proto::v1::{
     DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestInfo, InfoRequest, InfoResponse,
-    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SyncRequest, WatchRequest,
+    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SoftRebootRequest, SyncRequest,
+    WatchRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -82,6 +83,18 @@ impl launcher_proto::Launcher for Service {
         info!("shutdown (ACPI) requested");
         Ok(Response::new(
             self.launcher.shutdown().await.map_err(status)?,
+        ))
+    }
+
+    async fn soft_reboot(&self, req: Request<SoftRebootRequest>) -> Reply<DomainStatus> {
+        self.check(&req.get_ref().uid)?;
+        let guest_agent = req.get_ref().guest_agent;
+        info!(guest_agent, "soft reboot requested");
+        Ok(Response::new(
+            self.launcher
+                .soft_reboot(guest_agent)
+                .await
+                .map_err(status)?,
         ))
     }
 

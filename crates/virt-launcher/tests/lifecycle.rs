@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{Launcher, Options};
 use launcher_proto::v1::{
-    DomainRequest, DomainState, EventType, StateReason, SyncRequest, WatchRequest,
+    DomainRequest, DomainState, EventType, SoftRebootRequest, StateReason, SyncRequest,
+    WatchRequest,
 };
 use serde_json::json;
 
@@ -190,6 +191,40 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
         tonic::Code::Unavailable
     );
 
+    // Soft reboot without an agent: the ACPI power button, and libvirt resets the guest in the
+    // same QEMU when it powers off; the guest boots again to its login prompt.
+    let qemu = l.qemu_pids();
+    let count = |needle: &str| l.serial_log().matches(needle).count();
+    let logins = count("lifecycle-vm login:");
+    let rebooting = client
+        .soft_reboot(SoftRebootRequest {
+            uid: uid.into(),
+            guest_agent: false,
+        })
+        .await
+        .expect("soft reboot")
+        .into_inner();
+    assert!(rebooting.is_active(), "{rebooting:?}");
+    let t = Instant::now();
+    while count("lifecycle-vm login:") <= logins {
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "no second login prompt after the soft reboot:\n{}\nlauncher:\n{}",
+            common::tail(&l.serial_log(), 30),
+            l.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("soft reboot to login prompt: {:?}", t.elapsed());
+    assert_eq!(l.qemu_pids(), qemu, "the same QEMU");
+    let after = client
+        .get_domain(DomainRequest::default())
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(after.state(), DomainState::Running);
+    let presses = count("ACPI power button pressed");
+
     // SIGTERM: ACPI power button, the guest powers off, the launcher exits 0.
     let t = Instant::now();
     l.signal(nix::sys::signal::Signal::SIGTERM);
@@ -202,7 +237,7 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
     assert!(t.elapsed() < Duration::from_secs(60));
     let console = l.serial_log();
     assert!(
-        console.contains("ACPI power button pressed"),
+        console.matches("ACPI power button pressed").count() > presses,
         "{}",
         common::tail(&console, 20)
     );
