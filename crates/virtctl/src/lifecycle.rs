@@ -134,6 +134,16 @@ pub fn pause(namespace: &str, name: &str, pause: bool, dry: bool) -> Request {
     }
 }
 
+/// `soft-reboot VMI`: the guest reboots through its agent, or ACPI, in the same QEMU.
+pub fn soft_reboot(namespace: &str, name: &str) -> Request {
+    Request {
+        path: subresource_path(Kind::Vmi, namespace, name, "softreboot"),
+        body: json!({}),
+        failure: format!("Error soft rebooting VirtualMachineInstance {name}:"),
+        success: format!("VMI {name} was scheduled to soft-reboot"),
+    }
+}
+
 /// The first argument of pause/unpause.
 pub fn pause_kind(arg: &str) -> Result<Kind, Error> {
     Kind::parse(arg).map_err(|_| {
@@ -146,6 +156,16 @@ pub fn pause_kind(arg: &str) -> Result<Kind, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soft_reboot_request() {
+        let r = soft_reboot("ns", "v");
+        assert_eq!(
+            r.path,
+            "/apis/subresources.kubevirt.io/v1/namespaces/ns/virtualmachineinstances/v/softreboot"
+        );
+        assert_eq!(r.success, "VMI v was scheduled to soft-reboot");
+    }
 
     #[test]
     fn migrate_body() {

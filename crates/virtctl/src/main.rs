@@ -238,6 +238,12 @@ enum Command {
         #[command(subcommand)]
         what: CreateWhat,
     },
+    /// Soft reboot a virtual machine instance.
+    #[command(name = "soft-reboot")]
+    SoftReboot {
+        #[arg(value_name = "VMI")]
+        name: String,
+    },
     /// Return guest agent info about the OS of a virtual machine instance.
     Guestosinfo {
         #[arg(value_name = "VMI")]
@@ -451,6 +457,7 @@ fn lifecycle_request(cmd: &Command, ns: &str) -> Result<Option<lifecycle::Reques
             added_node_selector,
             dry.dry_run,
         )?),
+        Command::SoftReboot { name } => Some(lifecycle::soft_reboot(ns, name)),
         _ => None,
     })
 }
@@ -699,7 +706,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Start { .. }
         | Command::Stop { .. }
         | Command::Restart { .. }
-        | Command::Migrate { .. } => match lifecycle_request(&cli.command, &ns)? {
+        | Command::Migrate { .. }
+        | Command::SoftReboot { .. } => match lifecycle_request(&cli.command, &ns)? {
             Some(req) => put(&cluster, &req).await,
             None => Ok(()),
         },

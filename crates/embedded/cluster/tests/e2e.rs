@@ -664,6 +664,31 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         text(&o)
     );
 
+    // `virtctl soft-reboot` (virt-api -> virt-handler -> the launcher: no agent in this guest,
+    // so the ACPI power button, and libvirt resets the guest instead of ending QEMU): the
+    // guest boots again to its login prompt, in the same instance and the same QEMU.
+    let uid_before = c.vmi_uid("testvm");
+    let qemu_before = c.all_qemu_pids();
+    let logins = c.serial_log("testvm").matches("testvm login:").count();
+    let o = c.virtctl(&["soft-reboot", "testvm"]);
+    assert!(o.status.success(), "soft-reboot: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("VMI testvm was scheduled to soft-reboot"),
+        "{}",
+        text(&o)
+    );
+    c.wait(
+        "the login prompt again after the soft reboot",
+        Duration::from_secs(240),
+        |c| c.serial_log("testvm").matches("testvm login:").count() > logins,
+    );
+    assert_eq!(c.vmi_uid("testvm"), uid_before, "the same instance");
+    assert_eq!(c.all_qemu_pids(), qemu_before, "the same QEMU");
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.phase}"),
+        "Running"
+    );
+
     // The VMI's events, with upstream's reasons: the controllers' and the handler's.
     let reasons = c.ok(&[
         "get",
