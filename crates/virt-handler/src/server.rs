@@ -257,30 +257,10 @@ async fn screenshot(
     UrlPath((ns, name)): UrlPath<(String, String)>,
     axum::extract::Query(q): axum::extract::Query<ScreenshotQuery>,
 ) -> Response {
-    let (dir, _uid) = match sockets_dir(&s, &ns, &name).await {
-        Ok(x) => x,
+    let unix = match socket_of(&s, &ns, &name, VNC_SOCKET).await {
+        Ok(u) => u,
         Err(r) => return r,
     };
-    let path = dir.join(VNC_SOCKET);
-    let (addr, dir_handle) = match addressable(&path) {
-        Ok(x) => x,
-        Err(e) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{}: {e}", path.display()),
-            );
-        }
-    };
-    let unix = match tokio::net::UnixStream::connect(&addr).await {
-        Ok(u) => u,
-        Err(e) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("connecting to {VNC_SOCKET} of {ns}/{name}: {e}"),
-            );
-        }
-    };
-    drop(dir_handle);
     let move_cursor = q.move_cursor.as_deref() == Some("true");
     let frame = match tokio::time::timeout(
         SCREENSHOT_TIMEOUT,
@@ -325,37 +305,43 @@ pub fn websocket_accept(h: &HeaderMap) -> Result<(String, Option<String>), Strin
     Ok((derive_accept_key(key.as_bytes()), protocol))
 }
 
+/// A connection to `socket` in the launcher's sockets directory of the VMI, or why not (a
+/// missing socket is 400: the VMI has no such device, or its launcher is not up).
+async fn socket_of(
+    s: &Shared,
+    ns: &str,
+    name: &str,
+    socket: &str,
+) -> Result<tokio::net::UnixStream, Response> {
+    let (dir, _uid) = sockets_dir(s, ns, name).await?;
+    let path = dir.join(socket);
+    let (addr, dir_handle) = addressable(&path).map_err(|e| {
+        plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    let unix = tokio::net::UnixStream::connect(&addr).await.map_err(|e| {
+        tracing::info!(namespace = %ns, name = %name, socket = %path.display(), error = %e, "stream socket not reachable");
+        plain(
+            StatusCode::BAD_REQUEST,
+            format!("connecting to {socket} of {ns}/{name}: {e}"),
+        )
+    })?;
+    drop(dir_handle);
+    Ok(unix)
+}
+
 async fn stream(s: &Shared, ns: &str, name: &str, socket: &'static str, req: Request) -> Response {
     let (accept, protocol) = match websocket_accept(req.headers()) {
         Ok(x) => x,
         Err(m) => return plain(StatusCode::BAD_REQUEST, m),
     };
-    let (dir, _uid) = match sockets_dir(s, ns, name).await {
-        Ok(x) => x,
+    // Connect before answering, so a missing socket is an error status, not a dead stream.
+    let unix = match socket_of(s, ns, name, socket).await {
+        Ok(u) => u,
         Err(r) => return r,
     };
-    let path = dir.join(socket);
-    // Connect before answering, so a missing socket is an error status, not a dead stream.
-    let (addr, dir_handle) = match addressable(&path) {
-        Ok(x) => x,
-        Err(e) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{}: {e}", path.display()),
-            );
-        }
-    };
-    let unix = match tokio::net::UnixStream::connect(&addr).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::info!(namespace = %ns, name = %name, socket = %path.display(), error = %e, "stream socket not reachable");
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("connecting to {socket} of {ns}/{name}: {e}"),
-            );
-        }
-    };
-    drop(dir_handle);
     switch(req, accept, protocol, unix, format!("{ns}/{name} {socket}"))
 }
 
