@@ -816,6 +816,9 @@ impl Worker {
         };
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(dir.join("image-id"), &image_id);
+        // Counted before the spawn: a program that outgrows its limit at once can be
+        // OOM-killed before the spawn returns, and a count read after would already include it.
+        let oom_before = self.shared.cgroups.oom_kills(&self.uid);
         let spawned = runtime::spawn(&self.shared.config.shim, &dir, &spec).await;
         let st = self.containers.entry(c.name.clone()).or_default();
         st.attempt = attempt;
@@ -829,7 +832,7 @@ impl Worker {
         st.startup = None;
         st.kill_deadline = None;
         st.oom_killed = false;
-        st.oom_before = self.shared.cgroups.oom_kills(&self.uid);
+        st.oom_before = oom_before;
         if attempt > 1 {
             st.restart_count += 1;
             st.consecutive += 1;
