@@ -56,12 +56,12 @@ impl Default for Options {
 
 const CLOUD_INIT_DISK: &str = "cloudinitdisk";
 
-fn flag_err(flag: &str, msg: impl std::fmt::Display) -> Error {
+pub(crate) fn flag_err(flag: &str, msg: impl std::fmt::Display) -> Error {
     Error::Usage(format!("failed to parse \"--{flag}\" flag: {msg}"))
 }
 
 /// `key1:value1,key2:value2` parameters of volume flags.
-fn params(flag: &str, arg: &str, allowed: &[&str]) -> Result<Map<String, Value>, Error> {
+pub(crate) fn params(flag: &str, arg: &str, allowed: &[&str]) -> Result<Map<String, Value>, Error> {
     let mut out = Map::new();
     for pair in arg.split(',').filter(|p| !p.is_empty()) {
         let Some((k, v)) = pair.split_once(':') else {
@@ -398,8 +398,12 @@ pub fn manifest(o: &Options) -> Result<Value, Error> {
 
 /// The manifest as YAML.
 pub fn yaml(o: &Options) -> Result<String, Error> {
-    let v = manifest(o)?;
-    serde_saphyr::to_string(&v).map_err(|e| Error::Other(format!("YAML: {e}")))
+    to_yaml(&manifest(o)?)
+}
+
+/// Any manifest the `create` verbs build, as YAML.
+pub fn to_yaml(v: &Value) -> Result<String, Error> {
+    serde_saphyr::to_string(v).map_err(|e| Error::Other(format!("YAML: {e}")))
 }
 
 #[cfg(test)]

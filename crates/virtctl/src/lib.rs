@@ -3,6 +3,7 @@
 //! separate from the I/O (API calls through kube, websocket streams, the terminal).
 
 pub mod console;
+pub mod createtype;
 pub mod createvm;
 pub mod expose;
 pub mod lifecycle;

@@ -13,7 +13,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
 use virtctl::stream::{Cluster, KubeOptions, status_message};
 use virtctl::target::{ForwardedPort, Kind, Target};
-use virtctl::{Error, createvm, expose, lifecycle, ssh};
+use virtctl::{Error, createtype, createvm, expose, lifecycle, ssh};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -249,6 +249,16 @@ enum Command {
         #[arg(value_name = "VMI")]
         name: String,
     },
+    /// Return the list of filesystems the guest agent reports.
+    Fslist {
+        #[arg(value_name = "VMI")]
+        name: String,
+    },
+    /// Return the list of users logged in to the guest, as its agent reports them.
+    Userlist {
+        #[arg(value_name = "VMI")]
+        name: String,
+    },
     /// Print the client and server version information.
     Version {
         /// Only the client version.
@@ -283,6 +293,54 @@ enum VncWhat {
 enum CreateWhat {
     /// Create a VirtualMachine manifest (printed as YAML).
     Vm(CreateVm),
+    /// Create a VirtualMachineInstancetype or VirtualMachineClusterInstancetype manifest.
+    Instancetype(CreateInstancetype),
+    /// Create a VirtualMachinePreference or VirtualMachineClusterPreference manifest.
+    Preference(CreatePreference),
+}
+
+#[derive(Args, Debug)]
+struct CreateInstancetype {
+    /// Name of the instancetype (default: [cluster]instancetype-<random>).
+    #[arg(long)]
+    name: Option<String>,
+    /// The number of guest CPUs.
+    #[arg(long, required = true)]
+    cpu: u32,
+    /// The guest memory, e.g. 256Mi.
+    #[arg(long, required = true)]
+    memory: String,
+    /// A vGPU to pass through (repeatable): name:NAME,devicename:DEVICE.
+    #[arg(long)]
+    gpu: Vec<String>,
+    /// A host device to pass through (repeatable): name:NAME,devicename:DEVICE.
+    #[arg(long)]
+    hostdevice: Vec<String>,
+    /// The IOThreadsPolicy: auto or shared.
+    #[arg(long)]
+    iothreadspolicy: Option<String>,
+    /// Create a namespaced VirtualMachineInstancetype (default: cluster-wide).
+    #[arg(long)]
+    namespaced: bool,
+}
+
+#[derive(Args, Debug)]
+struct CreatePreference {
+    /// Name of the preference (default: [cluster]preference-<random>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Create a namespaced VirtualMachinePreference (default: cluster-wide).
+    #[arg(long)]
+    namespaced: bool,
+    /// The preferred guest CPU topology: sockets, cores, threads or spread.
+    #[arg(long)]
+    cpu_topology: Option<String>,
+    /// The preferred machine type.
+    #[arg(long)]
+    machine_type: Option<String>,
+    /// The preferred storage class of volumes.
+    #[arg(long)]
+    volume_storage_class: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -674,6 +732,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", createvm::yaml(&o)?);
             return Ok(());
         }
+        Command::Create {
+            what: CreateWhat::Instancetype(c),
+        } => {
+            let namespaced = c.namespaced || cli.namespace.is_some();
+            let o = createtype::InstancetypeOptions {
+                name: c.name.clone().unwrap_or_else(|| {
+                    let prefix = createtype::default_name_prefix(true, namespaced);
+                    format!("{prefix}-{}", random_suffix())
+                }),
+                namespace: cli.namespace.clone(),
+                namespaced,
+                cpu: c.cpu,
+                memory: c.memory.clone(),
+                gpus: c.gpu.clone(),
+                host_devices: c.hostdevice.clone(),
+                io_threads_policy: c.iothreadspolicy.clone(),
+            };
+            print!("{}", createvm::to_yaml(&createtype::instancetype(&o)?)?);
+            return Ok(());
+        }
+        Command::Create {
+            what: CreateWhat::Preference(c),
+        } => {
+            let namespaced = c.namespaced || cli.namespace.is_some();
+            let o = createtype::PreferenceOptions {
+                name: c.name.clone().unwrap_or_else(|| {
+                    let prefix = createtype::default_name_prefix(false, namespaced);
+                    format!("{prefix}-{}", random_suffix())
+                }),
+                namespace: cli.namespace.clone(),
+                namespaced,
+                cpu_topology: c.cpu_topology.clone(),
+                machine_type: c.machine_type.clone(),
+                volume_storage_class: c.volume_storage_class.clone(),
+            };
+            print!("{}", createvm::to_yaml(&createtype::preference(&o)?)?);
+            return Ok(());
+        }
         _ => {}
     }
     // Validate arguments before connecting, so usage errors do not wait on the network.
@@ -818,8 +914,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("Service {service_name} successfully created for {kind} {name}");
             Ok(())
         }
-        Command::Guestosinfo { name } => {
-            let path = virtctl::target::subresource_path(Kind::Vmi, &ns, name, "guestosinfo");
+        Command::Guestosinfo { name } | Command::Fslist { name } | Command::Userlist { name } => {
+            // Each verb reads one guest-agent subresource and prints it as indented JSON.
+            let sub = match &cli.command {
+                Command::Fslist { .. } => "filesystemlist",
+                Command::Userlist { .. } => "userlist",
+                _ => "guestosinfo",
+            };
+            let path = virtctl::target::subresource_path(Kind::Vmi, &ns, name, sub);
             let bytes = virtctl::stream::get_bytes(&cluster, &path).await?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&v)?);

@@ -54,6 +54,8 @@ async fn discovery() -> Response {
             {"name": "virtualmachineinstances/pause", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["update"]},
             {"name": "virtualmachineinstances/unpause", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["update"]},
             {"name": "virtualmachineinstances/guestosinfo", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+            {"name": "virtualmachineinstances/userlist", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
+            {"name": "virtualmachineinstances/filesystemlist", "namespaced": true, "kind": "VirtualMachineInstance", "verbs": ["get"]},
         ]}))
     .into_response()
 }
@@ -254,12 +256,39 @@ async fn guestosinfo(Path((_ns, name)): Path<(String, String)>) -> Response {
     .into_response()
 }
 
+/// The agent's user list as upstream's virt-api returns it (a VirtualMachineInstanceGuestOSUserList).
+async fn userlist() -> Response {
+    axum::Json(json!({"metadata": {}, "items": [{"userName": "root", "loginTime": 1700000000.5}]}))
+        .into_response()
+}
+
+/// The agent's filesystems as upstream's virt-api returns them (a VirtualMachineInstanceFileSystemList).
+async fn filesystemlist() -> Response {
+    axum::Json(
+        json!({"metadata": {}, "items": [{"diskName": "vda1", "mountPoint": "/",
+        "fileSystemType": "ext4", "usedBytes": 1000, "totalBytes": 2000}]}),
+    )
+    .into_response()
+}
+
 struct Env {
     _tmp: tempfile::TempDir,
     kubeconfig: std::path::PathBuf,
     client: kube::Client,
     backend: Shared,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Env {
+    /// The real kubectl against this API server, in namespace `ns` when given.
+    fn kubectl(&self, ns: Option<&str>, args: &[&str]) -> std::process::Output {
+        let mut kubectl = std::process::Command::new(KUBECTL);
+        kubectl.arg("--kubeconfig").arg(&self.kubeconfig);
+        if let Some(ns) = ns {
+            kubectl.args(["-n", ns]);
+        }
+        kubectl.args(args).output().expect("kubectl")
+    }
 }
 
 impl Drop for Env {
@@ -345,6 +374,8 @@ impl Env {
                 get(portforward),
             )
             .route(&format!("{base}/guestosinfo"), get(guestosinfo))
+            .route(&format!("{base}/userlist"), get(userlist))
+            .route(&format!("{base}/filesystemlist"), get(filesystemlist))
             .route(
                 &format!(
                     "/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachineinstances/{{name}}/{{action}}"
@@ -773,6 +804,17 @@ async fn pause_unpause_guestosinfo_expose_create_and_plugin() {
     let info: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(info["os"]["id"], "debian");
 
+    // userlist and fslist read their own subresources and print the lists.
+    let (ok, out, err) = env.run(&["userlist", "testvm"]).await;
+    assert!(ok, "{err}");
+    let users: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(users["items"][0]["userName"], "root");
+    let (ok, out, err) = env.run(&["fslist", "testvm"]).await;
+    assert!(ok, "{err}");
+    let fs: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(fs["items"][0]["mountPoint"], "/");
+    assert_eq!(fs["items"][0]["fileSystemType"], "ext4");
+
     // expose: a Service selecting the VM's launcher pod, owned by the VM.
     let (ok, out, err) = env
         .run(&[
@@ -839,13 +881,10 @@ async fn pause_unpause_guestosinfo_expose_create_and_plugin() {
     assert!(ok, "{err}");
     let manifest = env._tmp.path().join("myvm.yaml");
     std::fs::write(&manifest, &yaml).expect("write");
-    let applied = std::process::Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .args(["apply", "-n", "default", "-f"])
-        .arg(&manifest)
-        .output()
-        .expect("kubectl");
+    let applied = env.kubectl(
+        Some("default"),
+        &["apply", "-f", manifest.to_str().expect("path")],
+    );
     assert!(
         applied.status.success(),
         "{}\n{yaml}",
@@ -882,6 +921,63 @@ async fn pause_unpause_guestosinfo_expose_create_and_plugin() {
     let parsed = kubevirt_api::manifest::parse(&yaml, kubevirt_api::manifest::Strictness::Strict)
         .expect("our own strict parser accepts it");
     assert_eq!(parsed.len(), 1);
+
+    // create instancetype / preference: what the VM above names, accepted by the API server
+    // with kubectl's strict field validation.
+    for (args, resource, ns) in [
+        (
+            &[
+                "create",
+                "instancetype",
+                "--name",
+                "u1.small",
+                "--cpu",
+                "1",
+                "--memory",
+                "256Mi",
+            ][..],
+            "virtualmachineclusterinstancetypes/u1.small",
+            None,
+        ),
+        (
+            &[
+                "create",
+                "preference",
+                "--name",
+                "fedora",
+                "--namespaced",
+                "--cpu-topology",
+                "spread",
+            ][..],
+            "virtualmachinepreferences/fedora",
+            Some("default"),
+        ),
+    ] {
+        let (ok, yaml, err) = env.run(args).await;
+        assert!(ok, "{err}");
+        let file = env._tmp.path().join("type.yaml");
+        std::fs::write(&file, &yaml).expect("write");
+        let file = file.to_str().expect("path");
+        let created = env.kubectl(ns, &["create", "--validate=strict", "-f", file]);
+        assert!(
+            created.status.success(),
+            "{}\n{yaml}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let got = env.kubectl(ns, &["get", resource, "-o", "json"]);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let got: Value = serde_json::from_slice(&got.stdout).expect("json");
+        if resource.starts_with("virtualmachineclusterinstancetypes") {
+            assert_eq!(got["spec"]["cpu"]["guest"], 1);
+            assert_eq!(got["spec"]["memory"]["guest"], "256Mi");
+        } else {
+            assert_eq!(got["spec"]["cpu"]["preferredCPUTopology"], "spread");
+        }
+    }
 
     // kubectl plugin: `kubectl virt` runs us under the name kubectl-virt, the same way.
     let bin = env._tmp.path().join("bin");
