@@ -668,15 +668,34 @@ fn now_time() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now())
 }
 
-/// A merge patch of the VMI (no status subresource on VMIs, as upstream: status and labels
-/// change together, in one write).
+/// A merge patch of the VMI for the migration `migration_uid` (no status subresource on VMIs,
+/// as upstream: status and labels change together, in one write). It is written only while the
+/// VMI's `migrationState` still belongs to that migration, and against the resourceVersion that
+/// was checked, so a handler that is late (a restart, a slow Migrate call) cannot stamp its
+/// outcome onto a newer migration; a concurrent change gives 409, which is retried.
 async fn patch_vmi(
     ctx: &Context,
     ns: &str,
     name: &str,
-    body: serde_json::Value,
+    migration_uid: &str,
+    mut body: serde_json::Value,
 ) -> Result<(), Error> {
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(current) = vmis.get_opt(name).await.map_err(Error::UpdateStatus)? else {
+        return Ok(());
+    };
+    let owner = migration::state(&current).and_then(|m| m.migration_uid.as_deref());
+    if owner != Some(migration_uid) {
+        tracing::warn!(
+            namespace = ns,
+            name,
+            migration = migration_uid,
+            current = owner.unwrap_or_default(),
+            "the VMI's migration state belongs to another migration; not writing it"
+        );
+        return Ok(());
+    }
+    body["metadata"]["resourceVersion"] = current.metadata.resource_version.clone().into();
     vmis.patch(name, &PatchParams::default(), &Patch::Merge(body))
         .await
         .map(drop)
@@ -714,6 +733,7 @@ async fn migrate_out(
         ctx,
         out.ns,
         out.name,
+        out.migration_uid,
         serde_json::json!({"status": {"migrationState": {"startTimestamp": now_time()}}}),
     )
     .await?;
@@ -768,6 +788,7 @@ async fn record_outcome(
                 ctx,
                 out.ns,
                 out.name,
+                out.migration_uid,
                 serde_json::json!({
                     "metadata": {"labels": {
                         NODE_NAME_LABEL: out.target_node,
@@ -814,6 +835,7 @@ async fn record_outcome(
                 ctx,
                 out.ns,
                 out.name,
+                out.migration_uid,
                 serde_json::json!({
                     "metadata": {"labels": {migration::TARGET_NODE_LABEL: null}},
                     "status": {"migrationState": state},
@@ -988,6 +1010,7 @@ async fn prepare_target(
         ctx,
         ns,
         name,
+        migration_uid,
         serde_json::json!({"status": {"migrationState": {
             "targetNodeAddress": address.to_string(),
             "targetDirectMigrationNodePorts": ports.to_map(),
