@@ -89,12 +89,31 @@ pub fn pod(obj: &mut Value) {
     obj["status"] = json!({"phase": "Pending", "qosClass": qos});
 }
 
-/// Service defaults and a ClusterIP from 10.96.0.0/16 (the design's service range; .0.1 is the
-/// `kubernetes` Service). `used` lists the addresses taken; it is asked only when needed.
+/// What the services already hold, for allocating a new one.
+#[derive(Debug, Default, Clone)]
+pub struct Allocated {
+    pub cluster_ips: std::collections::HashSet<String>,
+    pub node_ports: std::collections::HashSet<i64>,
+}
+
+/// The node port range, as kube-apiserver's default `--service-node-port-range`.
+const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// Service defaults, a ClusterIP from 10.96.0.0/16 (the design's service range; .0.1 is the
+/// `kubernetes` Service), and node ports for NodePort and LoadBalancer services. `used` tells
+/// what is taken; it is asked only when needed.
 pub fn service(
     obj: &mut Value,
-    used: impl FnOnce() -> std::collections::HashSet<String>,
+    used: impl FnOnce() -> Allocated,
 ) -> Result<(), crate::error::Cause> {
+    // Reading what is allocated walks every Service: at most once, and only when needed.
+    let mut used = Some(used);
+    let mut cache: Option<Allocated> = None;
+    let mut taken = || {
+        cache
+            .get_or_insert_with(|| used.take().map(|f| f()).unwrap_or_default())
+            .clone()
+    };
     if !obj.get("spec").is_some_and(Value::is_object) {
         obj["spec"] = json!({});
     }
@@ -112,11 +131,58 @@ pub fn service(
     if spec.get("type").and_then(Value::as_str) == Some("ExternalName") {
         return Ok(());
     }
+    let exposed = matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    );
+    if exposed {
+        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+        let mut node_ports = taken().node_ports;
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            // Ports asked for by number first, so a free pick never takes one of them.
+            for (i, p) in ports.iter().enumerate() {
+                if let Some(n) = p.get("nodePort").and_then(Value::as_i64) {
+                    let field = format!("spec.ports[{i}].nodePort");
+                    if !NODE_PORTS.contains(&n) {
+                        return Err(crate::error::Cause::invalid(
+                            &field,
+                            format!(
+                                "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}-{}",
+                                NODE_PORTS.start(),
+                                NODE_PORTS.end()
+                            ),
+                        ));
+                    }
+                    if !node_ports.insert(n) {
+                        return Err(crate::error::Cause::invalid(
+                            &field,
+                            format!("Invalid value: {n}: provided port is already allocated"),
+                        ));
+                    }
+                }
+            }
+            for p in ports.iter_mut() {
+                if p.get("nodePort").and_then(Value::as_i64).is_none() {
+                    let free = NODE_PORTS
+                        .clone()
+                        .find(|n| !node_ports.contains(n))
+                        .ok_or_else(|| {
+                            crate::error::Cause::invalid(
+                                "spec.ports",
+                                "the node port range is full",
+                            )
+                        })?;
+                    node_ports.insert(free);
+                    p["nodePort"] = json!(free);
+                }
+            }
+        }
+    }
     let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("");
     let ip = match requested {
         "None" => "None".to_string(),
         "" => {
-            let taken = used();
+            let taken = taken().cluster_ips;
             let free = (0u32..=255)
                 .flat_map(|a| (0u32..=255).map(move |b| format!("10.96.{a}.{b}")))
                 .skip(10)
@@ -129,7 +195,7 @@ pub fn service(
             })?
         }
         given => {
-            if used().contains(given) {
+            if taken().cluster_ips.contains(given) {
                 return Err(crate::error::Cause::invalid(
                     "spec.clusterIP",
                     format!("Invalid value: \"{given}\": provided IP is already allocated"),
@@ -182,8 +248,12 @@ mod tests {
     #[test]
     fn services_get_a_free_cluster_ip() {
         let mut s = json!({"spec": {"ports": [{"port": 80}]}});
-        let used: std::collections::HashSet<String> = ["10.96.0.10".to_string()].into();
+        let used = Allocated {
+            cluster_ips: ["10.96.0.10".to_string()].into(),
+            ..Default::default()
+        };
         service(&mut s, || used.clone()).expect("allocates");
+        assert!(s["spec"]["ports"][0].get("nodePort").is_none());
         assert_eq!(s["spec"]["clusterIP"], "10.96.0.11");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         let mut taken = json!({"spec": {"clusterIP": "10.96.0.10"}});
@@ -191,6 +261,38 @@ mod tests {
         let mut headless = json!({"spec": {"clusterIP": "None"}});
         service(&mut headless, Default::default).expect("headless");
         assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
+    }
+
+    #[test]
+    fn node_port_services_get_free_node_ports() {
+        let used = Allocated {
+            node_ports: [30000, 30002].into(),
+            ..Default::default()
+        };
+        let mut s = json!({"spec": {"type": "NodePort",
+            "ports": [{"port": 22}, {"port": 80, "nodePort": 30001}, {"port": 443}]}});
+        service(&mut s, || used.clone()).expect("allocates");
+        let ports: Vec<_> = s["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p["nodePort"].as_i64())
+            .collect();
+        // 30001 is this service's own; the others skip what other services hold.
+        assert_eq!(ports, vec![Some(30003), Some(30001), Some(30004)]);
+        assert_eq!(s["spec"]["externalTrafficPolicy"], "Cluster");
+
+        let mut lb = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 22}]}});
+        service(&mut lb, || used.clone()).expect("allocates");
+        assert_eq!(lb["spec"]["ports"][0]["nodePort"], 30001);
+
+        let mut taken =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": 30002}]}});
+        let e = service(&mut taken, || used.clone()).expect_err("taken");
+        assert!(format!("{e:?}").contains("spec.ports[0].nodePort"), "{e:?}");
+        let mut out = json!({"spec": {"type": "NodePort", "ports": [{"port": 1, "nodePort": 80}]}});
+        let e = service(&mut out, || used.clone()).expect_err("out of range");
+        assert!(format!("{e:?}").contains("not in the valid range"), "{e:?}");
     }
 
     #[test]

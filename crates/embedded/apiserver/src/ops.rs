@@ -498,7 +498,7 @@ pub fn create(ctx: WriteCtx, mut obj: Value) -> TxFn {
             return Err(ApiError::already_exists(def.subject(), &name));
         }
         if def.gr() == "services" {
-            crate::defaults::service(&mut obj, || used_cluster_ips(txn))
+            crate::defaults::service(&mut obj, || allocated_to_services(txn, None))
                 .map_err(|why| ApiError::invalid(def.subject(), &name, vec![why]))?;
         }
         txn.put(&ctx.gr(), obj, &ctx.sel())
@@ -515,18 +515,100 @@ impl WriteCtx {
     }
 }
 
-/// The cluster IPs services hold now.
-fn used_cluster_ips(txn: &Txn<'_>) -> std::collections::HashSet<String> {
-    txn.keys("services", "")
+/// A Service update as kube-apiserver treats it: the cluster IP is kept when the new object
+/// leaves it out and cannot change; a port that keeps its port and protocol keeps its node port;
+/// a service that becomes NodePort or LoadBalancer gets node ports for the rest.
+fn service_update(
+    txn: &Txn<'_>,
+    ns: &str,
+    name: &str,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), crate::error::Cause> {
+    let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str);
+    let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str);
+    match (old_ip, new_ip) {
+        (Some(o), Some(n)) if !n.is_empty() && o != n => {
+            return Err(crate::error::Cause::invalid(
+                "spec.clusterIPs[0]",
+                format!("Invalid value: []string{{\"{n}\"}}: may not change once set"),
+            ));
+        }
+        (Some(o), None | Some("")) => {
+            if !new.get("spec").is_some_and(Value::is_object) {
+                new["spec"] = json!({});
+            }
+            new["spec"]["clusterIP"] = json!(o);
+            if let Some(ips) = old.pointer("/spec/clusterIPs") {
+                new["spec"]["clusterIPs"] = ips.clone();
+            }
+        }
+        _ => {}
+    }
+    let key = |p: &Value| {
+        (
+            p.get("port").and_then(Value::as_i64),
+            p.get("protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("TCP")
+                .to_string(),
+        )
+    };
+    let exposed = matches!(
+        new.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    );
+    let old_ports: Vec<Value> = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports.iter_mut() {
+            if !exposed {
+                // Only NodePort and LoadBalancer services hold node ports.
+                if let Some(m) = p.as_object_mut() {
+                    m.remove("nodePort");
+                }
+                continue;
+            }
+            if p.get("nodePort").is_none()
+                && let Some(n) = old_ports
+                    .iter()
+                    .find(|o| key(o) == key(p))
+                    .and_then(|o| o.get("nodePort"))
+            {
+                p["nodePort"] = n.clone();
+            }
+        }
+    }
+    // What every other service holds; this one's own addresses and ports are its to keep.
+    let own = object_key(ns, name);
+    crate::defaults::service(new, || allocated_to_services(txn, Some(&own)))
+}
+
+/// The cluster IPs and node ports services hold now, but for the service `except` (a key).
+fn allocated_to_services(txn: &Txn<'_>, except: Option<&str>) -> crate::defaults::Allocated {
+    let mut out = crate::defaults::Allocated::default();
+    for v in txn
+        .keys("services", "")
         .iter()
+        .filter(|k| Some(k.as_str()) != except)
         .filter_map(|k| txn.get("services", k))
         .filter_map(|o| o.value().ok())
-        .filter_map(|v| {
-            v.pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .collect()
+    {
+        if let Some(ip) = v.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            out.cluster_ips.insert(ip.to_string());
+        }
+        let ports = v.pointer("/spec/ports").and_then(Value::as_array);
+        out.node_ports.extend(
+            ports
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64)),
+        );
+    }
+    out
 }
 
 /// Which part of the object a write may change.
@@ -631,6 +713,10 @@ fn finish_update(
         }
     }
     normalize(ctx, &mut new)?;
+    if def.gr() == "services" && part == Part::Main {
+        service_update(txn, &cur.namespace, &name, &old, &mut new)
+            .map_err(|why| ApiError::invalid(def.subject(), &name, vec![why]))?;
+    }
     if !ctx.applying {
         crate::apply::record_update(ctx, Some(&old), &mut new, part);
     }

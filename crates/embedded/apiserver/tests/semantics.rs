@@ -282,3 +282,95 @@ async fn schema_checks_prune_and_defaults() {
         vec!["unknown field \"spec.bogus\"".to_string()]
     );
 }
+
+#[tokio::test]
+async fn services_keep_their_address_and_node_ports_across_updates() {
+    let e = env();
+    e.namespace("ns").await;
+    let c = e.ctx("", "services", "ns");
+    let svc = |name: &str, ty: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+               "spec": {"type": ty, "ports": [{"name": "ssh", "port": 22}]}})
+    };
+    let a = e
+        .run(ops::create(c.clone(), svc("a", "ClusterIP")))
+        .await
+        .expect("create a");
+    let ip = a["spec"]["clusterIP"].clone();
+    assert!(a["spec"]["ports"][0].get("nodePort").is_none());
+    // A replace that leaves the address out keeps it (kubectl replace of a hand-written file).
+    let a = e
+        .run(ops::update(
+            c.clone(),
+            "a".into(),
+            svc("a", "ClusterIP"),
+            Part::Main,
+        ))
+        .await
+        .expect("replace");
+    assert_eq!(a["spec"]["clusterIP"], ip);
+    // Becoming NodePort allocates a node port; another NodePort service gets the next one.
+    let a = e
+        .run(ops::patch(
+            c.clone(),
+            "a".into(),
+            PatchType::Merge,
+            json!({"spec": {"type": "NodePort"}}),
+            Part::Main,
+        ))
+        .await
+        .expect("to NodePort");
+    assert_eq!(a["spec"]["ports"][0]["nodePort"], 30000);
+    let b = e
+        .run(ops::create(c.clone(), svc("b", "NodePort")))
+        .await
+        .expect("create b");
+    assert_eq!(b["spec"]["ports"][0]["nodePort"], 30001);
+    // A replace without node ports keeps each port's own.
+    let a = e
+        .run(ops::update(
+            c.clone(),
+            "a".into(),
+            svc("a", "NodePort"),
+            Part::Main,
+        ))
+        .await
+        .expect("replace NodePort");
+    assert_eq!(a["spec"]["ports"][0]["nodePort"], 30000);
+    assert_eq!(a["spec"]["clusterIP"], ip);
+    // Another service's node port is refused; so is a new cluster IP.
+    let mut taken = svc("a", "NodePort");
+    taken["spec"]["ports"][0]["nodePort"] = json!(30001);
+    let err = e
+        .run(ops::update(c.clone(), "a".into(), taken, Part::Main))
+        .await
+        .expect_err("taken");
+    assert!(
+        format!("{err:?}").contains("spec.ports[0].nodePort"),
+        "{err:?}"
+    );
+    let mut moved = svc("a", "NodePort");
+    moved["spec"]["clusterIP"] = json!("10.96.9.9");
+    let err = e
+        .run(ops::update(c.clone(), "a".into(), moved, Part::Main))
+        .await
+        .expect_err("immutable");
+    assert!(format!("{err:?}").contains("spec.clusterIPs[0]"), "{err:?}");
+    // Back to ClusterIP: the node port is released and can be taken by another service.
+    let a = e
+        .run(ops::patch(
+            c.clone(),
+            "a".into(),
+            PatchType::Merge,
+            json!({"spec": {"type": "ClusterIP"}}),
+            Part::Main,
+        ))
+        .await
+        .expect("to ClusterIP");
+    assert!(a["spec"]["ports"][0].get("nodePort").is_none(), "{a}");
+    let mut wants = svc("c", "NodePort");
+    wants["spec"]["ports"][0]["nodePort"] = json!(30000);
+    e.run(ops::create(c.clone(), wants))
+        .await
+        .expect("30000 is free again");
+}
