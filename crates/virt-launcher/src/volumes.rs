@@ -375,6 +375,7 @@ impl Ctx<'_> {
                 block: true,
                 format: ImageFormat::Raw,
                 read_only,
+                generated: false,
                 block_size: None,
             });
         }
@@ -407,6 +408,7 @@ impl Ctx<'_> {
             block: false,
             format,
             read_only,
+            generated: false,
             block_size: None,
         })
     }
@@ -509,7 +511,10 @@ impl Ctx<'_> {
             .arg(&tree);
         run_tool(field, "genisoimage", &mut cmd)?;
         let _ = std::fs::remove_dir_all(&tree);
-        Ok(file_source(iso, ImageFormat::Raw, true))
+        Ok(DiskSource {
+            generated: true,
+            ..file_source(iso, ImageFormat::Raw, true)
+        })
     }
 }
 
@@ -555,6 +560,7 @@ fn file_source(path: PathBuf, format: ImageFormat, read_only: bool) -> DiskSourc
         block: false,
         format,
         read_only,
+        generated: false,
         block_size: None,
     }
 }
@@ -727,7 +733,7 @@ mod tests {
         );
         assert_eq!(p.disks["host"].format, ImageFormat::Raw);
         let seed = &p.disks["seed"];
-        assert!(seed.read_only && seed.path.ends_with("cloud-init/seed.iso"));
+        assert!(seed.read_only && seed.generated && seed.path.ends_with("cloud-init/seed.iso"));
         let info = std::process::Command::new("isoinfo")
             .args(["-d", "-i"])
             .arg(&seed.path)

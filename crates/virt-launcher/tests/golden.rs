@@ -111,12 +111,14 @@ fn context(vmi: &VirtualMachineInstance, accelerator: Accelerator) -> ConverterC
     let mut disks = BTreeMap::new();
     for v in &vmi.spec.volumes {
         let s = &v.volume_source;
+        // The ISOs the launcher generates are read-only and generated; nothing else is.
         let file = |path: PathBuf, format, read_only| DiskSource {
             path,
             block: false,
             format,
             direct_io: true,
             read_only,
+            generated: read_only,
             block_size: None,
         };
         let source =
@@ -151,6 +153,7 @@ fn context(vmi: &VirtualMachineInstance, accelerator: Accelerator) -> ConverterC
                     format: ImageFormat::Raw,
                     direct_io: true,
                     read_only: false,
+                    generated: false,
                     block_size: Some((512, 4096)),
                 }
             } else {

@@ -188,7 +188,30 @@ pub fn plan(
                 .and_then(|d| d.readonly)
                 .unwrap_or(true),
         };
-        let readonly = spec_readonly || source.is_some_and(|s| s.read_only);
+        // libvirt cannot mark a sata disk (as opposed to a cdrom) read-only.
+        let bus_can_be_readonly = kind != Kind::Disk || bus != disk_bus::SATA;
+        if !bus_can_be_readonly && spec_readonly {
+            return Err(ConvertError::invalid(
+                format!("{field}.disk.readonly"),
+                "a read-only disk needs the virtio, scsi or usb bus; sata disks cannot be read-only",
+            ));
+        }
+        let source_readonly = match source {
+            Some(s) if s.read_only && !bus_can_be_readonly && !s.generated => {
+                return Err(ConvertError::invalid(
+                    format!("{field}.disk.bus"),
+                    format!(
+                        "volume {:?} is read-only; a read-only disk needs the virtio, scsi or usb bus, not sata",
+                        disk.name
+                    ),
+                ));
+            }
+            // A generated ISO on sata is attached writable, as upstream does: it is made
+            // again for every start, so what a guest writes there goes with the pod.
+            Some(s) => s.read_only && bus_can_be_readonly,
+            None => false,
+        };
+        let readonly = spec_readonly || source_readonly;
 
         let iothread = if bus != disk_bus::VIRTIO || !shared_thread {
             None

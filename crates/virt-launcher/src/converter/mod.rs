@@ -57,8 +57,13 @@ pub struct DiskSource {
     /// Whether the file system (or device) supports O_DIRECT, which cache mode `none` needs.
     pub direct_io: bool,
     /// The image must not be written (an ISO, a read-only PVC): the disk is exposed read-only
-    /// whatever the disk says.
+    /// whatever the disk says, where its bus allows (see `generated`).
     pub read_only: bool,
+    /// The launcher made the image for this start (a cloud-init or config ISO), so whatever a
+    /// guest writes is discarded with the pod. On a bus that cannot mark a disk read-only (sata,
+    /// upstream's default bus on amd64) such an image is attached writable, as upstream attaches
+    /// it; a read-only image that is not generated is refused there instead.
+    pub generated: bool,
     /// Logical and physical block sizes of the backing device, for `blockSize.matchVolume`.
     pub block_size: Option<(u32, u32)>,
 }

@@ -40,6 +40,7 @@ fn file(path: &str, direct_io: bool) -> DiskSource {
         format: ImageFormat::Qcow2,
         direct_io,
         read_only: false,
+        generated: false,
         block_size: None,
     }
 }
@@ -116,6 +117,52 @@ fn disk_errors_name_the_disk_or_volume() {
         err(&bad_cache, &c).field(),
         "spec.domain.devices.disks[0].cache"
     );
+}
+
+#[test]
+fn read_only_images_on_sata() {
+    // What `virtctl create vm` makes: volumes without disks, so defaulting gives sata disks.
+    let on = |bus: &str, readonly: Option<bool>| {
+        let mut disk = serde_json::json!({"bus": bus});
+        if let Some(r) = readonly {
+            disk["readonly"] = r.into();
+        }
+        vmi(serde_json::json!({
+            "domain": {"devices": {"disks": [{"name": "seed", "disk": disk}]},
+                       "memory": {"guest": MEM}},
+            "volumes": [{"name": "seed", "cloudInitNoCloud": {"userData": "#cloud-config"}}],
+        }))
+    };
+    let iso = DiskSource {
+        format: ImageFormat::Raw,
+        read_only: true,
+        generated: true,
+        ..file("/s/cloud-init/seed.iso", true)
+    };
+    let mut c = ctx();
+    c.disks.insert("seed".into(), iso.clone());
+    // A generated ISO: writable on sata (libvirt refuses read-only sata disks), read-only on virtio.
+    let xml = domain_xml(&on("sata", None), &c).expect("converts");
+    assert!(
+        xml.contains("bus='sata'") && !xml.contains("<readonly/>"),
+        "{xml}"
+    );
+    let xml = domain_xml(&on("virtio", None), &c).expect("converts");
+    assert!(xml.contains("<readonly/>"), "{xml}");
+    // Asked read-only on sata: refused by field, not by libvirt.
+    let e = err(&on("sata", Some(true)), &c);
+    assert_eq!(e.field(), "spec.domain.devices.disks[0].disk.readonly");
+    // A read-only image the launcher did not make (a read-only PVC) is never written: refused.
+    c.disks.insert(
+        "seed".into(),
+        DiskSource {
+            generated: false,
+            ..iso
+        },
+    );
+    let e = err(&on("sata", None), &c);
+    assert_eq!(e.field(), "spec.domain.devices.disks[0].disk.bus");
+    assert!(e.to_string().contains("read-only"), "{e}");
 }
 
 #[test]
