@@ -27,5 +27,5 @@ pub use qemu::{Boot, Console, Nic, Vm, VmBuilder};
 pub use qmp::Qmp;
 pub use registry::{Registry, pull_oci_layout};
 pub use seed::{ConfigDrive, NoCloud};
-pub use ssh::{SshKey, ssh, ssh_until_ok};
+pub use ssh::{SshKey, scp_to, ssh, ssh_until_ok};
 pub use util::{ProcessGuard, cache_dir, free_loopback_port, repo_root};

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 
 use crate::image::GuestImage;
 use crate::qmp::Qmp;
-use crate::ssh::{SshKey, ssh_until_ok};
+use crate::ssh::{SshKey, scp_to, ssh_until_ok};
 use crate::util::{free_loopback_port, run, tail};
 
 /// How the guest boots.
@@ -576,6 +576,24 @@ impl Vm {
             .ok_or_else(|| anyhow!("this VM forwards no SSH port"))?;
         let out = ssh_until_ok(port, key, user, command, timeout)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Copies a local file into the guest with scp (SFTP), as `user`; an error with what scp
+    /// printed if it fails. Call it once SSH answers (see [`Vm::ssh`]).
+    pub fn scp_to(&self, key: &SshKey, user: &str, local: &Path, remote: &str) -> Result<()> {
+        let port = self
+            .ssh_port
+            .ok_or_else(|| anyhow!("this VM forwards no SSH port"))?;
+        let out = scp_to(port, key, user, local, remote)?;
+        if !out.status.success() {
+            bail!(
+                "scp {} to {remote} failed ({}): {}",
+                local.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
     }
 
     /// Kills QEMU now (what dropping does).

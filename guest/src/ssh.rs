@@ -40,27 +40,31 @@ impl SshKey {
     }
 }
 
+/// What ssh and scp are run with: no user config, batch mode, no host key checks (every guest
+/// is new), only the given key.
+const CLIENT_OPTIONS: [&str; 14] = [
+    "-F",
+    "/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "IdentitiesOnly=yes",
+];
+
 /// Runs `command` as `user` on 127.0.0.1:`port` with OpenSSH's client and this key (batch mode,
 /// no host key checks: every guest is new). The output, whatever the exit status.
 pub fn ssh(port: u16, key: &SshKey, user: &str, command: &str) -> Result<Output> {
     Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-        ])
+        .args(CLIENT_OPTIONS)
+        .arg("-i")
         .arg(&key.private)
         .args([
             "-p",
@@ -71,6 +75,21 @@ pub fn ssh(port: u16, key: &SshKey, user: &str, command: &str) -> Result<Output>
         .stdin(std::process::Stdio::null())
         .output()
         .context("running ssh (package openssh-client)")
+}
+
+/// Copies `local` to `remote` on 127.0.0.1:`port` with OpenSSH's scp (which speaks SFTP, so the
+/// guest's sftp server is what is exercised), with the same options as [`ssh`].
+pub fn scp_to(port: u16, key: &SshKey, user: &str, local: &Path, remote: &str) -> Result<Output> {
+    Command::new("scp")
+        .args(CLIENT_OPTIONS)
+        .arg("-i")
+        .arg(&key.private)
+        .args(["-P", &port.to_string()])
+        .arg(local)
+        .arg(format!("{user}@127.0.0.1:{remote}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running scp (package openssh-client)")
 }
 
 /// [`ssh`], retried while ssh itself fails (exit status 255: the guest's SSH server not listening

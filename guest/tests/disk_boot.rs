@@ -81,6 +81,13 @@ fn disk_boot_cloud_init_ssh_power_button_and_persistence() -> Result<()> {
         "ssh output: {out}"
     );
 
+    // scp (OpenSSH's speaks SFTP): dropbear hands the subsystem to the guest's sftp-server.
+    let local = work.path().join("copied.txt");
+    std::fs::write(&local, "copied over sftp\n")?;
+    vm.scp_to(&key, "root", &local, "/root/copied.txt")?;
+    let out = vm.ssh(&key, "root", "cat /root/copied.txt", SSH_TIMEOUT)?;
+    assert_eq!(out, "copied over sftp\n");
+
     let pressed = Instant::now();
     vm.powerdown()?;
     let status = vm.wait_exit(POWEROFF_TIMEOUT)?;

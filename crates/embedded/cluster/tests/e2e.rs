@@ -637,19 +637,26 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
     );
 
     // virtctl ssh (the local ssh client through the same port-forward) with that key.
-    let ssh = || {
-        c.virtctl(&[
-            "ssh",
-            "root@vm/testvm",
+    let key_path = key.to_str().expect("path");
+    // `verb` with the key and batch-mode client options, then `rest`.
+    let with_key = |verb: &str, rest: &[&str]| {
+        let mut args = vec![
+            verb,
             "-i",
-            key.to_str().expect("path"),
+            key_path,
             "--local-ssh-opts=-o StrictHostKeyChecking=no",
             "--local-ssh-opts=-o UserKnownHostsFile=/dev/null",
             "--local-ssh-opts=-o BatchMode=yes",
             "--local-ssh-opts=-o ConnectTimeout=60",
-            "-c",
-            "echo SSH$((6*7)) $(hostname)",
-        ])
+        ];
+        args.extend_from_slice(rest);
+        c.virtctl(&args)
+    };
+    let ssh = || {
+        with_key(
+            "ssh",
+            &["root@vm/testvm", "-c", "echo SSH$((6*7)) $(hostname)"],
+        )
     };
     let mut o = ssh();
     // One more try after a transport failure (ssh's 255) on a loaded machine; a refused key
@@ -661,6 +668,26 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("SSH42 testvm"),
         "virtctl ssh: {}",
+        text(&o)
+    );
+
+    // virtctl scp into the guest (OpenSSH's scp speaks SFTP: the guest's sftp-server), read
+    // back over ssh.
+    let local = c.dir.join("to-guest.txt");
+    std::fs::write(&local, "scp42\n").expect("write");
+    let o = with_key(
+        "scp",
+        &[
+            local.to_str().expect("path"),
+            "root@vm/testvm:/root/from-host.txt",
+        ],
+    );
+    assert!(o.status.success(), "virtctl scp: {}", text(&o));
+    let o = with_key("ssh", &["root@vm/testvm", "-c", "cat /root/from-host.txt"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "scp42\n",
+        "after virtctl scp: {}",
         text(&o)
     );
 
