@@ -9,11 +9,37 @@ pub const NOCLOUD_LABEL: &str = "cidata";
 /// The ISO volume label of an OpenStack config drive.
 pub const CONFIG_DRIVE_LABEL: &str = "config-2";
 
-/// User and network data of one cloud-init volume.
+/// User and network data of one cloud-init volume, and the SSH keys of the VMI's access
+/// credentials that propagate through this datasource.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CloudInitData {
     pub user_data: Option<Vec<u8>>,
     pub network_data: Option<Vec<u8>>,
+    pub public_keys: Vec<String>,
+}
+
+/// The keys as the datasources' `public-keys` / `public_keys` mapping: "0", "1", ... in order
+/// (the shape cloud-init reads, and the one upstream writes).
+fn public_keys_map(keys: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| (i.to_string(), serde_json::Value::String(k.clone())))
+        .collect()
+}
+
+/// SSH public keys in the files of an access-credential Secret: one or more per file, one a
+/// line; blank lines and `#` comments skipped; duplicates kept once.
+pub fn parse_public_keys<'a>(files: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for data in files {
+        for line in String::from_utf8_lossy(data).lines() {
+            let key = line.trim();
+            if !key.is_empty() && !key.starts_with('#') && !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+    }
+    keys
 }
 
 /// The instance id: stable for the VMI's name and namespace, so per-instance modules (runcmd,
@@ -36,11 +62,19 @@ pub fn hostname(vmi: &VirtualMachineInstance) -> String {
 
 /// Files of a NoCloud seed: `meta-data`, `user-data` and, when given, `network-config`.
 pub fn nocloud_files(vmi: &VirtualMachineInstance, data: &CloudInitData) -> Vec<(String, Vec<u8>)> {
-    let meta = format!(
+    let mut meta = format!(
         "instance-id: {}\nlocal-hostname: {}\n",
         instance_id(vmi),
         hostname(vmi)
     );
+    if !data.public_keys.is_empty() {
+        // JSON is YAML: each key and value quoted and escaped by serde_json.
+        meta.push_str("public-keys:\n");
+        for (i, k) in data.public_keys.iter().enumerate() {
+            let k = serde_json::Value::String(k.clone());
+            meta.push_str(&format!("  \"{i}\": {k}\n"));
+        }
+    }
     let mut files = vec![
         ("meta-data".to_string(), meta.into_bytes()),
         (
@@ -61,12 +95,15 @@ pub fn config_drive_files(
     data: &CloudInitData,
 ) -> Vec<(String, Vec<u8>)> {
     let uuid = vmi.metadata.uid.clone().unwrap_or_else(|| instance_id(vmi));
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "uuid": uuid,
         "instance_id": instance_id(vmi),
         "hostname": hostname(vmi),
         "name": vmi.metadata.name.clone().unwrap_or_default(),
     });
+    if !data.public_keys.is_empty() {
+        meta["public_keys"] = public_keys_map(&data.public_keys).into();
+    }
     let mut files = vec![(
         "openstack/latest/meta_data.json".to_string(),
         meta.to_string().into_bytes(),
@@ -123,6 +160,7 @@ mod tests {
         let data = CloudInitData {
             user_data: Some(b"#cloud-config\n".to_vec()),
             network_data: Some(b"version: 2\n".to_vec()),
+            public_keys: Vec::new(),
         };
         let files = nocloud_files(&vmi(), &data);
         let names: Vec<_> = files.iter().map(|(n, _)| n.as_str()).collect();
@@ -142,6 +180,32 @@ mod tests {
         let meta: serde_json::Value = serde_json::from_slice(&files[0].1).expect("json");
         assert_eq!(meta["uuid"], "u-1");
         assert_eq!(meta["hostname"], "h1");
+    }
+
+    #[test]
+    fn access_credential_keys_go_into_both_meta_data_files() {
+        let keys = parse_public_keys([
+            &b"ssh-ed25519 AAAA one@a\n\n# a comment\nssh-rsa BBBB \"two\"\n"[..],
+            &b"ssh-ed25519 AAAA one@a"[..],
+        ]);
+        assert_eq!(keys, ["ssh-ed25519 AAAA one@a", "ssh-rsa BBBB \"two\""]);
+        let data = CloudInitData {
+            public_keys: keys,
+            ..Default::default()
+        };
+        let nocloud = nocloud_files(&vmi(), &data);
+        assert_eq!(
+            String::from_utf8_lossy(&nocloud[0].1),
+            "instance-id: vm1.ns1\nlocal-hostname: vm1\npublic-keys:\n  \"0\": \"ssh-ed25519 AAAA one@a\"\n  \"1\": \"ssh-rsa BBBB \\\"two\\\"\"\n"
+        );
+        let drive = config_drive_files(&vmi(), &data);
+        let meta: serde_json::Value = serde_json::from_slice(&drive[0].1).expect("json");
+        assert_eq!(meta["public_keys"]["0"], "ssh-ed25519 AAAA one@a");
+        assert_eq!(meta["public_keys"]["1"], "ssh-rsa BBBB \"two\"");
+        // Without keys the member is left out, as before.
+        let plain = config_drive_files(&vmi(), &CloudInitData::default());
+        let meta: serde_json::Value = serde_json::from_slice(&plain[0].1).expect("json");
+        assert!(meta.get("public_keys").is_none());
     }
 
     #[test]

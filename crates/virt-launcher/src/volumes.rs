@@ -17,6 +17,11 @@
 //! (`/var/run/kubevirt-private`): `vmi-disks/<vol>/` for PVCs, `secret/<vol>/`,
 //! `config-map/<vol>/`, `downwardapi/<vol>/`; service account files in
 //! `/var/run/secrets/kubernetes.io/serviceaccount`.
+//!
+//! Access credentials (`spec.accessCredentials`): the Secret of an `sshPublicKey` is mounted at
+//! `secret/<secretName>-access-cred/` (virt-controller's pod). Its keys go into the meta-data of
+//! the NoCloud or ConfigDrive seed its `propagationMethod` names, as `public-keys` /
+//! `public_keys`; cloud-init, and the test guest, authorize them for the default user.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -73,6 +78,13 @@ pub struct Prepared {
 
 /// The scratch subdirectories the launcher owns (removed at stop).
 pub const SCRATCH_DIRS: [&str; 4] = ["disks", "cloud-init", "config", "nvram"];
+
+/// The cloud-init datasource a seed volume is (where access-credential keys may propagate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeySeed {
+    NoCloud,
+    ConfigDrive,
+}
 
 struct Ctx<'a> {
     vmi: &'a VirtualMachineInstance,
@@ -266,6 +278,10 @@ impl Ctx<'_> {
                 ],
                 c.user_data_secret_ref.is_some() || c.network_data_secret_ref.is_some(),
             )?;
+            let data = CloudInitData {
+                public_keys: self.access_keys(KeySeed::NoCloud)?,
+                ..data
+            };
             let files = cloudinit::nocloud_files(self.vmi, &data);
             return self.iso(
                 &f,
@@ -288,6 +304,10 @@ impl Ctx<'_> {
                 ],
                 c.user_data_secret_ref.is_some() || c.network_data_secret_ref.is_some(),
             )?;
+            let data = CloudInitData {
+                public_keys: self.access_keys(KeySeed::ConfigDrive)?,
+                ..data
+            };
             let files = cloudinit::config_drive_files(self.vmi, &data);
             return self.iso(
                 &f,
@@ -476,7 +496,39 @@ impl Ctx<'_> {
         Ok(CloudInitData {
             user_data,
             network_data,
+            public_keys: Vec::new(),
         })
+    }
+
+    /// The SSH keys of the access credentials that propagate through `seed`, read from their
+    /// mounted Secrets. A Secret the pod does not have is an error naming the credential: the
+    /// guest would otherwise boot without the access its owner asked for.
+    fn access_keys(&self, seed: KeySeed) -> Result<Vec<String>, VolumeError> {
+        let mut files = Vec::new();
+        for (i, cred) in self.vmi.spec.access_credentials.iter().enumerate() {
+            let Some(key) = &cred.ssh_public_key else {
+                continue;
+            };
+            let m = &key.propagation_method;
+            let through_seed = match seed {
+                KeySeed::NoCloud => m.no_cloud.is_some(),
+                KeySeed::ConfigDrive => m.config_drive.is_some(),
+            };
+            // Validation refuses a credential without a Secret; nothing to read for it here.
+            let Some(secret) = key.source.secret.as_ref().filter(|_| through_seed) else {
+                continue;
+            };
+            let field = format!("spec.accessCredentials[{i}].sshPublicKey.source.secret");
+            let dir = self
+                .host
+                .private_dir
+                .join("secret")
+                .join(format!("{}-access-cred", secret.secret_name));
+            files.extend(read_tree(&field, &dir, false)?.into_iter().map(|(_, d)| d));
+        }
+        Ok(cloudinit::parse_public_keys(
+            files.iter().map(Vec::as_slice),
+        ))
     }
 
     /// Writes `files` into a directory and makes an ISO 9660 image (Joliet and Rock Ridge) of it.
@@ -812,5 +864,64 @@ mod tests {
         ]));
         let e = prepare(&no_secret, &host, &scratch).expect_err("no mounted secret");
         assert!(e.to_string().contains("secretRef"), "{e}");
+    }
+
+    /// Needs genisoimage and isoinfo (scripts/setup installs them), not root.
+    #[test]
+    fn access_credential_keys_reach_only_the_seed_they_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scratch = dir.path().join("scratch");
+        let private = dir.path().join("private");
+        let secret = private.join("secret/my-keys-access-cred");
+        std::fs::create_dir_all(&secret).expect("mkdir");
+        std::fs::write(secret.join("key1"), "ssh-ed25519 AAAA-kvrs one@a\n").expect("write");
+        // The kubelet's atomic-update entries are not keys.
+        std::fs::write(secret.join("..data"), "not-a-key").expect("write");
+        let mut v = vmi(serde_json::json!([
+            {"name": "seed", "cloudInitNoCloud": {"userData": "#cloud-config\n"}},
+            {"name": "drive", "cloudInitConfigDrive": {"userData": "#cloud-config\n"}},
+        ]));
+        v.spec.access_credentials = serde_json::from_value(serde_json::json!([{"sshPublicKey": {
+            "source": {"secret": {"secretName": "my-keys"}},
+            "propagationMethod": {"noCloud": {}},
+        }}]))
+        .expect("credentials");
+        let host = HostPaths {
+            private_dir: private.clone(),
+            ..Default::default()
+        };
+        let p = prepare(&v, &host, &scratch).expect("prepares");
+        let extract = |iso: &Path, file: &str| {
+            let out = std::process::Command::new("isoinfo")
+                .args(["-R", "-x", file, "-i"])
+                .arg(iso)
+                .output()
+                .expect("isoinfo");
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        let meta = extract(&p.disks["seed"].path, "/meta-data");
+        assert!(
+            meta.contains("public-keys:\n  \"0\": \"ssh-ed25519 AAAA-kvrs one@a\"\n"),
+            "{meta}"
+        );
+        let drive = extract(&p.disks["drive"].path, "/openstack/latest/meta_data.json");
+        assert!(
+            drive.contains("\"uuid\"") && !drive.contains("public_keys"),
+            "{drive}"
+        );
+
+        // A credential whose Secret the pod lacks is refused with the credential named.
+        v.spec.access_credentials[0]
+            .ssh_public_key
+            .as_mut()
+            .and_then(|k| k.source.secret.as_mut())
+            .expect("secret")
+            .secret_name = "absent".into();
+        let e = prepare(&v, &host, &scratch).expect_err("no mounted secret");
+        assert!(
+            e.to_string()
+                .starts_with("spec.accessCredentials[0].sshPublicKey.source.secret:"),
+            "{e}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Volumes in the guest: a ConfigDrive seed (datasource ConfigDrive), configMap and secret
+//! Volumes in the guest: a ConfigDrive seed (datasource ConfigDrive) carrying an access
+//! credential's SSH key, configMap and secret
 //! volumes as labelled ISO disks the guest mounts and reads, a serviceAccount ISO, an
 //! emptyDisk and a created hostDisk of the asked sizes, and two PVCs the guest writes to (a
 //! filesystem claim's disk.img and a block claim on a loop device) whose data is in their
@@ -58,6 +59,14 @@ async fn config_drive_maps_secrets_disks_and_claims_reach_the_guest() {
     )
     .expect("write");
 
+    // An access credential's Secret (virt-controller mounts it as `<secret>-access-cred`).
+    std::fs::create_dir_all(private.join("secret/guest-keys-access-cred")).expect("mkdir");
+    std::fs::write(
+        private.join("secret/guest-keys-access-cred/key"),
+        "ssh-ed25519 AAAA-kvrs-access-cred test@kvrs\n",
+    )
+    .expect("write");
+
     // A filesystem PVC (its disk.img where the kubelet mounts the claim) and a block PVC (a
     // loop device the test made, handed over as `--pvc`), both written by the guest.
     let claim = private.join("vmi-disks/claim");
@@ -71,7 +80,7 @@ async fn config_drive_maps_secrets_disks_and_claims_reach_the_guest() {
         )
     };
     let user_data = format!(
-        "#cloud-config\nhostname: volumes-vm\nruncmd:\n  - {}\n  - {}\n  - echo empty-disk-sectors $(cat /sys/block/vdf/size)\n  - echo host-disk-sectors $(cat /sys/block/vdg/size)\n  - printf kvrs-pvc-data | dd of=/dev/vdh conv=fsync 2>/dev/null && echo pvc-written\n  - printf kvrs-block-data | dd of=/dev/vdi conv=fsync 2>/dev/null && echo block-written\n",
+        "#cloud-config\nhostname: volumes-vm\nruncmd:\n  - {}\n  - {}\n  - echo empty-disk-sectors $(cat /sys/block/vdf/size)\n  - echo host-disk-sectors $(cat /sys/block/vdg/size)\n  - printf kvrs-pvc-data | dd of=/dev/vdh conv=fsync 2>/dev/null && echo pvc-written\n  - printf kvrs-block-data | dd of=/dev/vdi conv=fsync 2>/dev/null && echo block-written\n  - echo access-cred-keys-$(grep -c AAAA-kvrs-access-cred /root/.ssh/authorized_keys)\n",
         mount("cfgdata", "greeting"),
         mount("secdata", "password"),
     );
@@ -97,6 +106,10 @@ async fn config_drive_maps_secrets_disks_and_claims_reach_the_guest() {
                 },
                 "resources": {"requests": {"memory": "128Mi"}},
             },
+            "accessCredentials": [{"sshPublicKey": {
+                "source": {"secret": {"secretName": "guest-keys"}},
+                "propagationMethod": {"configDrive": {}},
+            }}],
             "volumes": [
                 {"name": "containerdisk", "containerDisk": {"image": "guest:latest"}},
                 {"name": "configdrive", "cloudInitConfigDrive": {
@@ -147,6 +160,9 @@ async fn config_drive_maps_secrets_disks_and_claims_reach_the_guest() {
         .await;
     l.wait_serial("pvc-written", Duration::from_secs(30)).await;
     l.wait_serial("block-written", Duration::from_secs(30))
+        .await;
+    // The access credential's key was authorized through the config drive's public_keys.
+    l.wait_serial("access-cred-keys-1", Duration::from_secs(30))
         .await;
 
     l.signal(nix::sys::signal::Signal::SIGTERM);

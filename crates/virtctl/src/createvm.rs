@@ -29,6 +29,8 @@ pub struct Options {
     pub cloud_init_network_data: Option<String>,
     pub user: Option<String>,
     pub ssh_keys: Vec<String>,
+    /// `--access-cred` (repeatable): type:ssh|password,src:SECRET[,method:ga|nocloud|configdrive][,user:USER].
+    pub access_creds: Vec<String>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             cloud_init_network_data: None,
             user: None,
             ssh_keys: Vec::new(),
+            access_creds: Vec::new(),
         }
     }
 }
@@ -246,17 +249,38 @@ pub fn manifest(o: &Options) -> Result<Value, Error> {
         )?;
     }
 
+    let creds = o
+        .access_creds
+        .iter()
+        .map(|a| access_credential(a, o.user.as_deref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A key propagated through a datasource needs that datasource: it picks the default, and
+    // an explicit `--cloud-init` naming another one is refused.
+    let seed_needed = creds.iter().find_map(|c| c.seed);
+    let kind = match (o.cloud_init.as_deref(), seed_needed) {
+        (Some(k), Some(need)) if !k.eq_ignore_ascii_case(need) => {
+            return Err(flag_err(
+                "access-cred",
+                format!("method {need} needs the {need} cloud-init data source, not \"{k}\""),
+            ));
+        }
+        (Some(k), _) => k.to_ascii_lowercase(),
+        (None, Some(need)) => need.to_string(),
+        (None, None) => "nocloud".to_string(),
+    };
+    if creds.iter().any(|c| c.seed.is_some_and(|n| n != kind)) {
+        return Err(flag_err(
+            "access-cred",
+            "nocloud and configdrive methods cannot be combined",
+        ));
+    }
     // cloud-init: only when asked for, as upstream (an empty header alone adds nothing).
     let cloud_init_asked = o.cloud_init.is_some()
         || o.cloud_init_user_data.is_some()
         || o.cloud_init_network_data.is_some()
         || o.user.is_some()
-        || !o.ssh_keys.is_empty();
-    let kind = o
-        .cloud_init
-        .as_deref()
-        .unwrap_or("nocloud")
-        .to_ascii_lowercase();
+        || !o.ssh_keys.is_empty()
+        || seed_needed.is_some();
     if cloud_init_asked && kind != "none" {
         let key = match kind.as_str() {
             "nocloud" => "cloudInitNoCloud",
@@ -384,6 +408,10 @@ pub fn manifest(o: &Options) -> Result<Value, Error> {
     if !volumes.is_empty() {
         spec["template"]["spec"]["volumes"] = Value::Array(volumes);
     }
+    if !creds.is_empty() {
+        spec["template"]["spec"]["accessCredentials"] =
+            Value::Array(creds.into_iter().map(|c| c.credential).collect());
+    }
     let mut metadata = json!({"name": o.name});
     if let Some(ns) = &o.namespace {
         metadata["namespace"] = json!(ns);
@@ -394,6 +422,87 @@ pub fn manifest(o: &Options) -> Result<Value, Error> {
         "metadata": metadata,
         "spec": spec,
     }))
+}
+
+/// One `--access-cred`: the `accessCredentials` entry and the cloud-init datasource it needs.
+struct AccessCred {
+    credential: Value,
+    /// "nocloud" or "configdrive" when the keys travel in that datasource's metadata.
+    seed: Option<&'static str>,
+}
+
+/// Parses `type:ssh|password,src:SECRET[,method:ga|nocloud|configdrive][,user:USER]`. ssh keys
+/// default to the guest agent (method ga), which needs the guest user: `user:` or `--user`.
+fn access_credential(arg: &str, flag_user: Option<&str>) -> Result<AccessCred, Error> {
+    let flag = "access-cred";
+    let p = params(flag, arg, &["type", "src", "method", "user"])?;
+    let get = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let Some(src) = get("src") else {
+        return Err(flag_err(flag, "src must be specified"));
+    };
+    let source = json!({"secret": {"secretName": src}});
+    let method = get("method").unwrap_or("ga").to_ascii_lowercase();
+    match get("type").unwrap_or("ssh").to_ascii_lowercase().as_str() {
+        "ssh" => {
+            let (propagation, seed) = match method.as_str() {
+                "ga" => {
+                    let Some(user) = get("user").or(flag_user) else {
+                        return Err(flag_err(
+                            flag,
+                            "user must be specified with method ga (user:NAME or --user)",
+                        ));
+                    };
+                    (json!({"qemuGuestAgent": {"users": [user]}}), None)
+                }
+                "nocloud" => (json!({"noCloud": {}}), Some("nocloud")),
+                "configdrive" => (json!({"configDrive": {}}), Some("configdrive")),
+                other => {
+                    return Err(flag_err(
+                        flag,
+                        format!(
+                            "invalid access credential propagation method \"{other}\", supported values are: ga, nocloud, configdrive"
+                        ),
+                    ));
+                }
+            };
+            if seed.is_some() && get("user").is_some() {
+                return Err(flag_err(
+                    flag,
+                    format!("user cannot be specified with method {method}"),
+                ));
+            }
+            Ok(AccessCred {
+                credential: json!({"sshPublicKey": {"source": source, "propagationMethod": propagation}}),
+                seed,
+            })
+        }
+        "password" => {
+            if method != "ga" {
+                return Err(flag_err(
+                    flag,
+                    format!(
+                        "invalid access credential propagation method \"{method}\" for type password, supported values are: ga"
+                    ),
+                ));
+            }
+            if get("user").is_some() {
+                return Err(flag_err(
+                    flag,
+                    "user cannot be specified with type password",
+                ));
+            }
+            Ok(AccessCred {
+                credential: json!({"userPassword": {"source": source, "propagationMethod": {"qemuGuestAgent": {}}}}),
+                seed: None,
+            })
+        }
+        other => Err(flag_err(
+            flag,
+            format!(
+                "invalid access credential type \"{other}\", supported values are: ssh, password"
+            ),
+        )),
+    }
 }
 
 /// The manifest as YAML.
@@ -523,5 +632,75 @@ mod tests {
                 .expect("yaml")
                 .contains("kind: VirtualMachine")
         );
+    }
+
+    #[test]
+    fn access_credentials() {
+        let creds = |args: &[&str], user: Option<&str>, cloud_init: Option<&str>| {
+            manifest(&Options {
+                access_creds: args.iter().map(|a| a.to_string()).collect(),
+                user: user.map(str::to_string),
+                cloud_init: cloud_init.map(str::to_string),
+                ..base()
+            })
+        };
+        // ssh through the guest agent by default, for the user the param or --user names.
+        let v = creds(&["src:my-keys,user:fedora"], None, None).expect("ok");
+        let spec = &v["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["accessCredentials"],
+            json!([{"sshPublicKey": {
+                "source": {"secret": {"secretName": "my-keys"}},
+                "propagationMethod": {"qemuGuestAgent": {"users": ["fedora"]}},
+            }}])
+        );
+        assert!(spec.get("volumes").is_none());
+        let v = creds(&["type:ssh,src:k,method:ga"], Some("u1"), None).expect("ok");
+        assert_eq!(
+            v["spec"]["template"]["spec"]["accessCredentials"][0]["sshPublicKey"]["propagationMethod"],
+            json!({"qemuGuestAgent": {"users": ["u1"]}})
+        );
+        // nocloud and configdrive bring their datasource with an empty cloud-config.
+        for (method, key, volume) in [
+            ("nocloud", "noCloud", "cloudInitNoCloud"),
+            ("configdrive", "configDrive", "cloudInitConfigDrive"),
+        ] {
+            let v = creds(&[&format!("src:k,method:{method}")], None, None).expect("ok");
+            let spec = &v["spec"]["template"]["spec"];
+            assert_eq!(
+                spec["accessCredentials"][0]["sshPublicKey"]["propagationMethod"],
+                json!({key: {}})
+            );
+            assert_eq!(spec["volumes"][0][volume]["userData"], "#cloud-config\n");
+        }
+        let v = creds(&["type:password,src:pws"], None, None).expect("ok");
+        assert_eq!(
+            v["spec"]["template"]["spec"]["accessCredentials"],
+            json!([{"userPassword": {
+                "source": {"secret": {"secretName": "pws"}},
+                "propagationMethod": {"qemuGuestAgent": {}},
+            }}])
+        );
+        // Refusals name the flag.
+        for (args, cloud_init) in [
+            (&["method:nocloud"][..], None),
+            (&["src:k"][..], None),
+            (&["src:k,method:nocloud,user:u"][..], None),
+            (&["src:k,method:nocloud"][..], Some("configdrive")),
+            (&["src:k,method:configdrive"][..], Some("none")),
+            (
+                &["src:k,method:nocloud", "src:j,method:configdrive"][..],
+                None,
+            ),
+            (&["type:password,src:k,method:nocloud"][..], None),
+            (&["type:token,src:k"][..], None),
+            (&["src:k,method:email"][..], None),
+        ] {
+            let e = creds(args, None, cloud_init).expect_err("refused");
+            assert!(
+                e.to_string().contains("\"--access-cred\" flag:"),
+                "{args:?}: {e}"
+            );
+        }
     }
 }

@@ -390,6 +390,10 @@ struct CreateVm {
     /// SSH authorized keys in the generated cloud-init user data (repeatable, comma-separated).
     #[arg(long, value_delimiter = ',')]
     ssh_key: Vec<String>,
+    /// An access credential (repeatable):
+    /// type:ssh|password,src:SECRET[,method:ga|nocloud|configdrive][,user:USER].
+    #[arg(long)]
+    access_cred: Vec<String>,
 }
 
 impl Cli {
@@ -728,6 +732,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cloud_init_network_data: c.cloud_init_network_data.clone(),
                 user: c.user.clone(),
                 ssh_keys: c.ssh_key.clone(),
+                access_creds: c.access_cred.clone(),
             };
             print!("{}", createvm::yaml(&o)?);
             return Ok(());

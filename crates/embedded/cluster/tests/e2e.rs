@@ -504,7 +504,9 @@ fn testvm() -> String {
 #[test]
 fn testvm_start_console_stop_restart_crash_and_delete() {
     let c = Cluster::up("a");
-    // A key of this test's own in the guest's cloud-init, for `virtctl ssh` below.
+    // A key of this test's own, for `virtctl ssh` below. It reaches the guest as a user would
+    // hand it over: a Secret named in `accessCredentials`, propagated through the NoCloud
+    // meta-data (virt-controller mounts the Secret, the launcher writes `public-keys`).
     let key = c.dir.join("id_ed25519");
     let o = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
@@ -513,17 +515,25 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         .output()
         .expect("ssh-keygen");
     assert!(o.status.success(), "{}", text(&o));
-    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
-    let manifest = testvm();
-    let example_key = manifest
-        .lines()
-        .find(|l| l.trim_start().starts_with("- ssh-ed25519 "))
-        .expect("examples/testvm.yaml carries an ssh key")
-        .trim_start()
-        .trim_start_matches("- ")
-        .to_string();
-    let o = c.apply(&manifest.replace(&example_key, public.trim()));
+    let public = key.with_extension("pub");
+    let public = public.to_str().expect("path");
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "testvm-keys",
+        &format!("--from-file=key={public}"),
+    ]);
+    let o = c.apply(&testvm());
     assert!(o.status.success(), "{}", text(&o));
+    c.ok(&[
+        "patch",
+        "vm",
+        "testvm",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/spec/template/spec/accessCredentials", "value": [{"sshPublicKey": {"source": {"secret": {"secretName": "testvm-keys"}}, "propagationMethod": {"noCloud": {}}}}]}]"#,
+    ]);
     c.wait("VM printableStatus Stopped", Duration::from_secs(30), |c| {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Stopped"
     });
