@@ -9,7 +9,7 @@
 //! | `vnc/screenshot?moveCursor=` | GET | one frame read over RFB from that socket, as `image/png` |
 //! | `pause`, `unpause` | PUT | launcher gRPC `Pause`/`Unpause` |
 //! | `softreboot` | PUT | launcher gRPC `SoftReboot` (the agent when AgentConnected, else ACPI) |
-//! | `guestosinfo`, `userlist`, `filesystemlist` | GET | launcher gRPC `GetGuestInfo` |
+//! | `guestosinfo`, `userlist`, `filesystemlist` | GET | launcher gRPC `GetGuestInfo`, `GetGuestUsers`, `GetGuestFilesystems` (upstream's bodies) |
 //! | `portforward/{port}[/{protocol}]` | GET (websocket) | TCP to the pod address, from the pod's network namespace |
 //!
 //! The VMI's launcher pod is the newest pod labelled `kubevirt.io/created-by=<vmi uid>` on
@@ -177,8 +177,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(portforward),
         )
         .route(&format!("{BASE}/guestosinfo"), get(guest_info))
-        .route(&format!("{BASE}/userlist"), get(guest_info))
-        .route(&format!("{BASE}/filesystemlist"), get(guest_info))
+        .route(&format!("{BASE}/userlist"), get(guest_users))
+        .route(&format!("{BASE}/filesystemlist"), get(guest_filesystems))
         .with_state(shared)
 }
 
@@ -551,6 +551,29 @@ async fn soft_reboot(
     }
 }
 
+/// A guest-agent body as JSON, or the launcher's error: 503 when no agent answers (virt-api
+/// checks AgentConnected first, so this is an agent that went away meanwhile).
+fn agent_reply<T, B: serde::Serialize>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    body: impl FnOnce(&T) -> B,
+) -> Response {
+    match r {
+        Ok(reply) => match serde_json::to_string(&body(reply.get_ref())) {
+            Ok(json) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response(),
+            Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        Err(e) if e.code() == tonic::Code::Unavailable => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, e.message().to_string())
+        }
+        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
+    }
+}
+
 async fn guest_info(
     State(s): State<Arc<Shared>>,
     UrlPath((ns, name)): UrlPath<(String, String)>,
@@ -559,18 +582,32 @@ async fn guest_info(
         Ok(x) => x,
         Err(r) => return r,
     };
-    match client.get_guest_info(DomainRequest { uid }).await {
-        Ok(info) => {
-            let i = info.into_inner();
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                json!({"guestAgentVersion": i.agent_version, "hostname": i.hostname, "os": {"id": i.os_id, "name": i.os_name, "version": i.os_version, "kernelRelease": i.kernel_release}, "timezone": i.timezone}).to_string(),
-            )
-                .into_response()
-        }
-        Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()),
-    }
+    let r = client.get_guest_info(DomainRequest { uid }).await;
+    agent_reply(r, crate::status::guest_agent_info)
+}
+
+async fn guest_users(
+    State(s): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+) -> Response {
+    let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = client.get_guest_users(DomainRequest { uid }).await;
+    agent_reply(r, crate::status::guest_user_list)
+}
+
+async fn guest_filesystems(
+    State(s): State<Arc<Shared>>,
+    UrlPath((ns, name)): UrlPath<(String, String)>,
+) -> Response {
+    let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = client.get_guest_filesystems(DomainRequest { uid }).await;
+    agent_reply(r, crate::status::guest_filesystem_list)
 }
 
 /// Serves the console server on `listener` until the task is aborted.

@@ -23,11 +23,16 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kubevirt_api::v1::{
-    VirtualMachineInstanceCondition, VirtualMachineInstanceGuestOSInfo,
+    GuestAgentCommandInfo, VirtualMachineInstanceCondition, VirtualMachineInstanceFileSystem,
+    VirtualMachineInstanceFileSystemDisk, VirtualMachineInstanceFileSystemList,
+    VirtualMachineInstanceGuestAgentInfo, VirtualMachineInstanceGuestOSInfo,
+    VirtualMachineInstanceGuestOSUser, VirtualMachineInstanceGuestOSUserList,
     VirtualMachineInstanceNetworkInterface, VirtualMachineInstanceStatus, interface_info_sources,
     vmi_condition_reasons, vmi_condition_types, vmi_phases,
 };
-use launcher_proto::v1::{DomainState, DomainStatus, GuestInfo, InfoResponse, StateReason};
+use launcher_proto::v1::{
+    DomainState, DomainStatus, GuestFilesystems, GuestInfo, GuestUsers, InfoResponse, StateReason,
+};
 
 /// Condition reason: paused by a Pause call.
 pub const PAUSED_BY_USER: &str = "PausedByUser";
@@ -198,20 +203,87 @@ pub fn next(
     out
 }
 
-/// The guest OS info from the agent's report.
+/// The guest OS info from the agent's report. Older agents give no `pretty-name` or
+/// `version-id`: those are then made from the name and version.
 pub fn guest_os_info(g: &GuestInfo) -> VirtualMachineInstanceGuestOSInfo {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
     VirtualMachineInstanceGuestOSInfo {
         id: opt(&g.os_id),
         name: opt(&g.os_name),
         version: opt(&g.os_version),
-        version_id: opt(&g.os_version),
+        version_id: opt(&g.os_version_id).or_else(|| opt(&g.os_version)),
         kernel_release: opt(&g.kernel_release),
-        pretty_name: match (g.os_name.is_empty(), g.os_version.is_empty()) {
-            (false, false) => Some(format!("{} {}", g.os_name, g.os_version)),
-            (false, true) => Some(g.os_name.clone()),
-            _ => None,
-        },
+        kernel_version: opt(&g.kernel_version),
+        machine: opt(&g.machine),
+        pretty_name: opt(&g.os_pretty_name).or_else(|| {
+            match (g.os_name.is_empty(), g.os_version.is_empty()) {
+                (false, false) => Some(format!("{} {}", g.os_name, g.os_version)),
+                (false, true) => Some(g.os_name.clone()),
+                _ => None,
+            }
+        }),
+    }
+}
+
+/// The body of the `guestosinfo` subresource.
+pub fn guest_agent_info(g: &GuestInfo) -> VirtualMachineInstanceGuestAgentInfo {
+    VirtualMachineInstanceGuestAgentInfo {
+        ga_version: g.agent_version.clone(),
+        supported_commands: g
+            .supported_commands
+            .iter()
+            .map(|c| GuestAgentCommandInfo {
+                name: c.name.clone(),
+                enabled: c.enabled,
+            })
+            .collect(),
+        hostname: g.hostname.clone(),
+        os: guest_os_info(g),
+        timezone: g.timezone.clone(),
+        ..Default::default()
+    }
+}
+
+/// The body of the `userlist` subresource.
+pub fn guest_user_list(u: &GuestUsers) -> VirtualMachineInstanceGuestOSUserList {
+    VirtualMachineInstanceGuestOSUserList {
+        items: u
+            .users
+            .iter()
+            .map(|u| VirtualMachineInstanceGuestOSUser {
+                user_name: u.name.clone(),
+                domain: u.domain.clone(),
+                login_time: u.login_time,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The body of the `filesystemlist` subresource.
+pub fn guest_filesystem_list(f: &GuestFilesystems) -> VirtualMachineInstanceFileSystemList {
+    // Sizes are int64 on the wire; no guest file system comes near i64::MAX.
+    let size = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+    VirtualMachineInstanceFileSystemList {
+        items: f
+            .filesystems
+            .iter()
+            .map(|f| VirtualMachineInstanceFileSystem {
+                disk_name: f.disk_name.clone(),
+                mount_point: f.mount_point.clone(),
+                file_system_type: f.r#type.clone(),
+                used_bytes: size(f.used_bytes),
+                total_bytes: size(f.total_bytes),
+                disk: f
+                    .disks
+                    .iter()
+                    .map(|d| VirtualMachineInstanceFileSystemDisk {
+                        serial: d.serial.clone(),
+                        bus_type: d.bus_type.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
         ..Default::default()
     }
 }
@@ -550,6 +622,60 @@ mod tests {
         };
         let after = next(&out, &obs, "n", now());
         assert_eq!(after.interfaces, out.interfaces);
+    }
+
+    #[test]
+    fn subresource_bodies_from_the_agent() {
+        use launcher_proto::v1::{
+            GuestAgentCommand, GuestFilesystem, GuestFilesystemDisk, GuestUser,
+        };
+        let g = GuestInfo {
+            agent_version: "7.2.22".into(),
+            hostname: "testvm".into(),
+            os_id: "kubevirt-rs-guest".into(),
+            os_name: "kubevirt-rs test guest".into(),
+            os_pretty_name: "kubevirt-rs test guest (abc)".into(),
+            os_version_id: "abc".into(),
+            machine: "x86_64".into(),
+            supported_commands: vec![GuestAgentCommand {
+                name: "guest-ping".into(),
+                enabled: true,
+            }],
+            ..Default::default()
+        };
+        let body = serde_json::to_value(guest_agent_info(&g)).expect("json");
+        assert_eq!(body["guestAgentVersion"], "7.2.22");
+        assert_eq!(body["os"]["prettyName"], "kubevirt-rs test guest (abc)");
+        assert_eq!(body["os"]["versionId"], "abc");
+        assert_eq!(body["os"]["machine"], "x86_64");
+        assert_eq!(body["supportedCommands"][0]["name"], "guest-ping");
+        let users = guest_user_list(&GuestUsers {
+            users: vec![GuestUser {
+                name: "root".into(),
+                login_time: 12.5,
+                ..Default::default()
+            }],
+        });
+        assert_eq!(
+            serde_json::to_value(users).expect("json"),
+            serde_json::json!({"metadata": {}, "items": [{"userName": "root", "loginTime": 12.5}]})
+        );
+        let fs = guest_filesystem_list(&GuestFilesystems {
+            filesystems: vec![GuestFilesystem {
+                disk_name: "vda1".into(),
+                mount_point: "/".into(),
+                r#type: "ext4".into(),
+                used_bytes: 10,
+                total_bytes: 20,
+                disks: vec![GuestFilesystemDisk {
+                    serial: String::new(),
+                    bus_type: "virtio".into(),
+                }],
+            }],
+        });
+        let fs = serde_json::to_value(fs).expect("json");
+        assert_eq!(fs["items"][0]["fileSystemType"], "ext4");
+        assert_eq!(fs["items"][0]["disk"][0]["busType"], "virtio");
     }
 
     #[test]

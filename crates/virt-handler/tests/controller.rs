@@ -17,9 +17,9 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::v1::{
-    DomainEvent, DomainRequest, DomainState, DomainStats, DomainStatus, GuestInfo, InfoRequest,
-    InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget, PingRequest, PingResponse,
-    StateReason, SyncRequest, WatchRequest,
+    DomainEvent, DomainRequest, DomainState, DomainStats, DomainStatus, GuestFilesystems,
+    GuestInfo, GuestUsers, InfoRequest, InfoResponse, InterfaceStatus, MigrateRequest,
+    MigrationTarget, PingRequest, PingResponse, StateReason, SyncRequest, WatchRequest,
 };
 use serde_json::json;
 use tokio_stream::Stream;
@@ -186,6 +186,12 @@ impl launcher_proto::Launcher for FakeLauncher {
         Err(Status::unimplemented("stats"))
     }
     async fn get_guest_info(&self, _: Request<DomainRequest>) -> Reply<GuestInfo> {
+        Err(Status::unavailable("no guest agent"))
+    }
+    async fn get_guest_users(&self, _: Request<DomainRequest>) -> Reply<GuestUsers> {
+        Err(Status::unavailable("no guest agent"))
+    }
+    async fn get_guest_filesystems(&self, _: Request<DomainRequest>) -> Reply<GuestFilesystems> {
         Err(Status::unavailable("no guest agent"))
     }
     async fn prepare_migration_target(&self, _: Request<SyncRequest>) -> Reply<MigrationTarget> {

@@ -21,8 +21,9 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::v1::{
-    DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestInfo, InfoRequest, InfoResponse,
-    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SyncRequest, WatchRequest,
+    DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestFilesystems, GuestInfo, GuestUsers,
+    InfoRequest, InfoResponse, MigrateRequest, MigrationTarget, PingRequest, PingResponse,
+    SyncRequest, WatchRequest,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -94,6 +95,12 @@ impl launcher_proto::Launcher for FakeLauncher {
         Err(Status::unimplemented("stats"))
     }
     async fn get_guest_info(&self, _: Request<DomainRequest>) -> Reply<GuestInfo> {
+        Err(Status::unavailable("no guest agent"))
+    }
+    async fn get_guest_users(&self, _: Request<DomainRequest>) -> Reply<GuestUsers> {
+        Err(Status::unavailable("no guest agent"))
+    }
+    async fn get_guest_filesystems(&self, _: Request<DomainRequest>) -> Reply<GuestFilesystems> {
         Err(Status::unavailable("no guest agent"))
     }
     async fn prepare_migration_target(&self, _: Request<SyncRequest>) -> Reply<MigrationTarget> {

@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::migration_sockets;
 use launcher_proto::v1::{
-    BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus, EventType, GuestInfo,
-    GuestInterface, InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget, NetStats,
-    StateReason,
+    BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus, EventType, GuestFilesystems,
+    GuestInfo, GuestUsers, InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget,
+    NetStats, StateReason,
 };
 use tokio::sync::{Mutex, broadcast, watch};
 use tracing::{Instrument, info, warn};
 
+use crate::agent;
 use crate::converter::{self, ConverterContext, EfiFirmware, InterfaceTarget};
 use crate::kvm::Detection;
 use crate::libvirt::Libvirt;
@@ -938,54 +939,55 @@ impl Launcher {
         .await?
     }
 
+    /// One guest-agent command's `return` value (UNAVAILABLE when no agent answers).
+    fn agent_call(
+        lv: &Libvirt,
+        domain: &str,
+        cmd: &str,
+    ) -> Result<serde_json::Value, LauncherError> {
+        let out = lv
+            .agent_command(domain, &format!("{{\"execute\":\"{cmd}\"}}"), 5)
+            .map_err(|e| LauncherError::Unavailable(format!("guest agent: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&out)
+            .map_err(|e| LauncherError::Internal(format!("guest agent reply: {e}")))?;
+        Ok(v.get("return").cloned().unwrap_or_default())
+    }
+
     pub async fn guest_info(&self) -> Result<GuestInfo, LauncherError> {
         drop(self.require_defined().await?);
         let name = self.domain_name.clone();
         self.blocking(move |lv| {
-            let run = |cmd: &str| -> Result<serde_json::Value, LauncherError> {
-                let out = lv
-                    .agent_command(&name, &format!("{{\"execute\":\"{cmd}\"}}"), 5)
-                    .map_err(|e| LauncherError::Unavailable(format!("guest agent: {e}")))?;
-                let v: serde_json::Value = serde_json::from_str(&out)
-                    .map_err(|e| LauncherError::Internal(format!("guest agent reply: {e}")))?;
-                Ok(v.get("return").cloned().unwrap_or_default())
-            };
-            let s = |v: &serde_json::Value, k: &str| {
-                v.get(k)
-                    .and_then(|x| x.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let info = run("guest-info")?;
-            let host = run("guest-get-host-name").unwrap_or_default();
-            let os = run("guest-get-osinfo").unwrap_or_default();
-            let tz = run("guest-get-timezone").unwrap_or_default();
-            let ifaces = run("guest-network-get-interfaces").unwrap_or_default();
-            let interfaces = ifaces
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .map(|i| GuestInterface {
-                            name: s(i, "name"),
-                            mac: s(i, "hardware-address"),
-                            ips: i
-                                .get("ip-addresses")
-                                .and_then(|a| a.as_array())
-                                .map(|a| a.iter().map(|x| s(x, "ip-address")).collect())
-                                .unwrap_or_default(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Ok(GuestInfo {
-                agent_version: s(&info, "version"),
-                hostname: s(&host, "host-name"),
-                os_id: s(&os, "id"),
-                os_name: s(&os, "name"),
-                os_version: s(&os, "version"),
-                kernel_release: s(&os, "kernel-release"),
-                timezone: s(&tz, "zone"),
-                interfaces,
+            // `guest-info` must answer (it tells whether there is an agent at all); the others
+            // are best effort, as agents differ in what they implement.
+            let mut replies: [serde_json::Value; 5] = Default::default();
+            for (i, cmd) in agent::INFO_COMMANDS.iter().enumerate() {
+                let r = Self::agent_call(lv, &name, cmd);
+                replies[i] = if i == 0 { r? } else { r.unwrap_or_default() };
+            }
+            Ok(agent::guest_info(&replies))
+        })
+        .await?
+    }
+
+    pub async fn guest_users(&self) -> Result<GuestUsers, LauncherError> {
+        drop(self.require_defined().await?);
+        let name = self.domain_name.clone();
+        self.blocking(move |lv| {
+            let reply = Self::agent_call(lv, &name, "guest-get-users")?;
+            Ok(GuestUsers {
+                users: agent::users(&reply),
+            })
+        })
+        .await?
+    }
+
+    pub async fn guest_filesystems(&self) -> Result<GuestFilesystems, LauncherError> {
+        drop(self.require_defined().await?);
+        let name = self.domain_name.clone();
+        self.blocking(move |lv| {
+            let reply = Self::agent_call(lv, &name, "guest-get-fsinfo")?;
+            Ok(GuestFilesystems {
+                filesystems: agent::filesystems(&reply),
             })
         })
         .await?

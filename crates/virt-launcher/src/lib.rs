@@ -5,8 +5,10 @@
 //! - [`network`]: the pod network (masquerade, bridge) and its DHCP server.
 //! - [`libvirt`]: the private libvirt (embedded driver or a private daemon).
 //! - [`kvm`]: whether KVM works, or QEMU emulates.
+//! - [`agent`]: the guest agent's replies as gRPC messages (pure).
 //! - [`launcher`], [`server`]: the VMI's lifecycle and the gRPC service.
 
+pub mod agent;
 pub mod cloudinit;
 pub mod converter;
 pub mod kvm;

@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use launcher_proto::v1::{
-    DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestInfo, InfoRequest, InfoResponse,
-    MigrateRequest, MigrationTarget, PingRequest, PingResponse, SoftRebootRequest, SyncRequest,
-    WatchRequest,
+    DomainEvent, DomainRequest, DomainStats, DomainStatus, GuestFilesystems, GuestInfo, GuestUsers,
+    InfoRequest, InfoResponse, MigrateRequest, MigrationTarget, PingRequest, PingResponse,
+    SoftRebootRequest, SyncRequest, WatchRequest,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -124,6 +124,20 @@ impl launcher_proto::Launcher for Service {
         self.check(&req.get_ref().uid)?;
         Ok(Response::new(
             self.launcher.guest_info().await.map_err(status)?,
+        ))
+    }
+
+    async fn get_guest_users(&self, req: Request<DomainRequest>) -> Reply<GuestUsers> {
+        self.check(&req.get_ref().uid)?;
+        Ok(Response::new(
+            self.launcher.guest_users().await.map_err(status)?,
+        ))
+    }
+
+    async fn get_guest_filesystems(&self, req: Request<DomainRequest>) -> Reply<GuestFilesystems> {
+        self.check(&req.get_ref().uid)?;
+        Ok(Response::new(
+            self.launcher.guest_filesystems().await.map_err(status)?,
         ))
     }
 

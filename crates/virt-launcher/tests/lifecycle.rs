@@ -184,12 +184,41 @@ async fn boots_pauses_and_stops_gracefully_on_sigterm() {
         "{stats:?}"
     );
 
-    // No guest agent in the test guest: UNAVAILABLE, not a hang or an internal error.
-    let agent = client.get_guest_info(DomainRequest::default()).await;
-    assert_eq!(
-        agent.expect_err("no agent").code(),
-        tonic::Code::Unavailable
+    // The test guest's qemu-ga on the domain's agent channel: UNAVAILABLE until it answers,
+    // then the guest's OS, its file systems and its users.
+    let t = Instant::now();
+    let info = loop {
+        match client.get_guest_info(DomainRequest::default()).await {
+            Ok(info) => break info.into_inner(),
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+                assert!(
+                    t.elapsed() < Duration::from_secs(120),
+                    "the guest agent never answered: {e}\n{}",
+                    common::tail(&l.serial_log(), 30)
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(info.os_id, "kubevirt-rs-guest", "{info:?}");
+    assert_eq!(info.hostname, "lifecycle-vm", "{info:?}");
+    assert!(!info.agent_version.is_empty(), "{info:?}");
+    let fs = client
+        .get_guest_filesystems(DomainRequest::default())
+        .await
+        .expect("file systems")
+        .into_inner();
+    assert!(
+        fs.filesystems
+            .iter()
+            .any(|f| f.mount_point == "/run/disk" && f.r#type == "ext4" && f.total_bytes > 0),
+        "{fs:?}"
     );
+    client
+        .get_guest_users(DomainRequest::default())
+        .await
+        .expect("users");
 
     // Soft reboot without an agent: the ACPI power button, and libvirt resets the guest in the
     // same QEMU when it powers off; the guest boots again to its login prompt.

@@ -587,6 +587,49 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Running"
     });
 
+    // The guest agent (qemu-ga in the test guest, on the channel the launcher's domain has):
+    // the AgentConnected condition and guestOSInfo in the status, and virtctl's guest-agent
+    // verbs through virt-api and virt-handler, with upstream's bodies.
+    c.wait(
+        "the AgentConnected condition",
+        Duration::from_secs(120),
+        |c| {
+            c.jsonpath(
+                &["get", "vmi", "testvm"],
+                "{.status.conditions[?(@.type==\"AgentConnected\")].status}",
+            ) == "True"
+        },
+    );
+    assert_eq!(
+        c.jsonpath(&["get", "vmi", "testvm"], "{.status.guestOSInfo.id}"),
+        "kubevirt-rs-guest"
+    );
+    let agent_json = |verb: &str| -> serde_json::Value {
+        let o = c.virtctl(&[verb, "testvm"]);
+        assert!(o.status.success(), "virtctl {verb}: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{verb}: {e}: {}", text(&o)))
+    };
+    let info = agent_json("guestosinfo");
+    assert_eq!(info["os"]["id"], "kubevirt-rs-guest", "{info}");
+    assert_eq!(info["hostname"], "testvm", "{info}");
+    assert!(
+        info["guestAgentVersion"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{info}"
+    );
+    let users = agent_json("userlist");
+    assert!(users["items"].is_array(), "{users}");
+    let fs = agent_json("fslist");
+    assert!(
+        fs["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["mountPoint"] == "/run/disk" && f["fileSystemType"] == "ext4"),
+        "{fs}"
+    );
+
     // The console stream (kubectl's API server -> virt-api -> virt-handler over mutual TLS ->
     // the launcher's serial socket): a carriage return brings the login prompt back.
     let shown = c.console_session("testvm", &[("\r", "testvm login:")]);
@@ -701,9 +744,10 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         text(&o)
     );
 
-    // `virtctl soft-reboot` (virt-api -> virt-handler -> the launcher: no agent in this guest,
-    // so the ACPI power button, and libvirt resets the guest instead of ending QEMU): the
-    // guest boots again to its login prompt, in the same instance and the same QEMU.
+    // `virtctl soft-reboot` (virt-api -> virt-handler -> the launcher -> libvirt's reboot
+    // through the guest agent, as AgentConnected is true: qemu-ga runs the guest's
+    // `shutdown -r`): the guest boots again to its login prompt, in the same instance and the
+    // same QEMU.
     let uid_before = c.vmi_uid("testvm");
     let qemu_before = c.all_qemu_pids();
     let logins = c.serial_log("testvm").matches("testvm login:").count();
@@ -718,6 +762,11 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         "the login prompt again after the soft reboot",
         Duration::from_secs(240),
         |c| c.serial_log("testvm").matches("testvm login:").count() > logins,
+    );
+    assert!(
+        c.serial_log("testvm")
+            .contains("guest-init: shutdown: reboot"),
+        "the reboot went through the guest agent"
     );
     assert_eq!(c.vmi_uid("testvm"), uid_before, "the same instance");
     assert_eq!(c.all_qemu_pids(), qemu_before, "the same QEMU");
