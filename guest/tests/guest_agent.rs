@@ -1,7 +1,8 @@
 //! The guest agent: with the virtio-serial port KubeVirt adds (org.qemu.guest_agent.0), qemu-ga
 //! starts at boot and answers over the port: the OS from /etc/os-release, the disk's file
-//! system on its virtio bus, the users list; and its guest-shutdown powers the guest off through
-//! the /sbin/shutdown script.
+//! system on its virtio bus, the users list; ssh keys and a password as KubeVirt's
+//! qemuGuestAgent access credentials set them; and its guest-shutdown powers the guest off
+//! through the /sbin/shutdown script.
 
 mod common;
 
@@ -61,7 +62,11 @@ impl Agent {
     }
 
     fn call(&mut self, cmd: &str) -> Result<Value> {
-        self.send(&json!({"execute": cmd}))?;
+        self.call_with(cmd, json!({}))
+    }
+
+    fn call_with(&mut self, cmd: &str, arguments: Value) -> Result<Value> {
+        self.send(&json!({"execute": cmd, "arguments": arguments}))?;
         let v = self.reply()?;
         v.get("return")
             .cloned()
@@ -112,6 +117,33 @@ fn guest_agent_answers_on_its_port_and_shuts_the_guest_down() -> Result<()> {
     assert_eq!(disk["disk"][0]["bus-type"], "virtio", "{fs}");
     assert!(disk["total-bytes"].as_u64().unwrap_or(0) > 0, "{fs}");
     assert!(agent.call("guest-get-users")?.is_array());
+
+    // KubeVirt's qemuGuestAgent access credentials: keys into a user's authorized_keys, and a
+    // password through the guest's chpasswd that then logs in on the console.
+    let key = "ssh-ed25519 AAAA-agent-key test@kvrs";
+    agent.call_with(
+        "guest-ssh-add-authorized-keys",
+        json!({"username": "root", "keys": [key], "reset": true}),
+    )?;
+    let keys = agent.call_with("guest-ssh-get-authorized-keys", json!({"username": "root"}))?;
+    assert_eq!(keys["keys"], json!([key]), "{keys}");
+    // "agent-pw-42", base64 as the protocol wants it.
+    agent.call_with(
+        "guest-set-user-password",
+        json!({"username": "root", "password": "YWdlbnQtcHctNDI=", "crypted": false}),
+    )?;
+    let unknown = agent.call_with(
+        "guest-set-user-password",
+        json!({"username": "nosuchuser", "password": "eA==", "crypted": false}),
+    );
+    assert!(unknown.is_err(), "an unknown user is refused: {unknown:?}");
+    vm.wait_for_console(" login: ", BOOT_TIMEOUT)?;
+    let console = vm.console();
+    let mark = console.len();
+    console.send("root\n")?;
+    console.wait_for_from(mark, "Password: ", Duration::from_secs(30))?;
+    console.send("agent-pw-42\n")?;
+    console.wait_for_from(mark, ":~# ", Duration::from_secs(30))?;
 
     // guest-shutdown runs /sbin/shutdown -P; it answers nothing on success.
     agent.send(&json!({"execute": "guest-shutdown", "arguments": {"mode": "powerdown"}}))?;

@@ -20,7 +20,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use kubevirt_api::v1::VirtualMachineInstance;
+use kubevirt_api::v1::{VirtualMachineInstance, vmi_condition_types};
 use launcher_proto::v1::{DomainRequest, DomainState, DomainStatus, InfoRequest, SyncRequest};
 use launcher_proto::{LauncherClient, SOCKET_NAME};
 use tonic::Code;
@@ -82,7 +82,7 @@ impl Context {
                 EventType::Normal
             },
             reason: event.reason.into(),
-            note: Some(event.message.into()),
+            note: Some(event.message.into_owned()),
             action: event.reason.into(),
             secondary: None,
         };
@@ -630,6 +630,12 @@ async fn patch_status(
         if let Some(ev) = events::for_phase_change(current.phase(), next.phase()) {
             ctx.record(vmi, ev).await;
         }
+    }
+    let access = vmi_condition_types::ACCESS_CREDENTIALS_SYNCHRONIZED;
+    if let Some(ev) =
+        events::for_access_credentials(current.condition(access), next.condition(access))
+    {
+        ctx.record(vmi, ev).await;
     }
     Ok(())
 }

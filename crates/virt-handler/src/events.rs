@@ -2,15 +2,17 @@
 //! tools match on them: `kubectl get events --field-selector reason=Started`). Pure: which
 //! event, if any, follows from a launcher call or a phase change.
 
+use std::borrow::Cow;
+
 use crate::action::LauncherAction;
-use kubevirt_api::v1::vmi_phases;
+use kubevirt_api::v1::{VirtualMachineInstanceCondition, vmi_phases};
 
 /// One event to record on the VMI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmiEvent {
     pub warning: bool,
     pub reason: &'static str,
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
 }
 
 impl VmiEvent {
@@ -18,9 +20,39 @@ impl VmiEvent {
         VmiEvent {
             warning: false,
             reason,
-            message,
+            message: Cow::Borrowed(message),
         }
     }
+}
+
+/// The event for the AccessCredentialsSynchronized condition going from `from` to `to`: one
+/// per change of its status or message, as upstream records them.
+pub fn for_access_credentials(
+    from: Option<&VirtualMachineInstanceCondition>,
+    to: Option<&VirtualMachineInstanceCondition>,
+) -> Option<VmiEvent> {
+    let to = to?;
+    if from.is_some_and(|f| f.status == to.status && f.message == to.message) {
+        return None;
+    }
+    let message = to.message.as_deref().unwrap_or_default();
+    Some(if to.status == "True" {
+        VmiEvent {
+            warning: false,
+            reason: "AccessCredentialsSyncSuccess",
+            message: if message.is_empty() {
+                Cow::Borrowed("Access credentials sync successful.")
+            } else {
+                Cow::Owned(format!("Access credentials sync successful: {message}"))
+            },
+        }
+    } else {
+        VmiEvent {
+            warning: true,
+            reason: "AccessCredentialsSyncFailed",
+            message: Cow::Owned(format!("Access credentials sync failed: {message}")),
+        }
+    })
 }
 
 /// The event for a launcher call this handler made: the domain defined (Sync), the guest asked
@@ -58,7 +90,7 @@ pub fn for_phase_change(from: &str, to: &str) -> Option<VmiEvent> {
         vmi_phases::FAILED => Some(VmiEvent {
             warning: true,
             reason: "Stopped",
-            message: "The VirtualMachineInstance crashed.",
+            message: Cow::Borrowed("The VirtualMachineInstance crashed."),
         }),
         _ => None,
     }
@@ -91,5 +123,35 @@ mod tests {
         // No change, or a phase that is not the handler's news: nothing.
         assert_eq!(for_phase_change("Running", "Running"), None);
         assert_eq!(for_phase_change("Scheduling", "Scheduled"), None);
+    }
+
+    #[test]
+    fn access_credential_changes_are_recorded_once() {
+        let cond = |status: &str, message: Option<&str>| VirtualMachineInstanceCondition {
+            type_: "AccessCredentialsSynchronized".into(),
+            status: status.into(),
+            message: message.map(str::to_string),
+            ..Default::default()
+        };
+        let failed = cond("False", Some("guest agent: no such user"));
+        let ev = for_access_credentials(None, Some(&failed)).expect("an event");
+        assert!(ev.warning);
+        assert_eq!(ev.reason, "AccessCredentialsSyncFailed");
+        assert_eq!(
+            ev.message,
+            "Access credentials sync failed: guest agent: no such user"
+        );
+        assert_eq!(for_access_credentials(Some(&failed), Some(&failed)), None);
+        let ok = cond("True", None);
+        let ev = for_access_credentials(Some(&failed), Some(&ok)).expect("an event");
+        assert_eq!(
+            (ev.warning, ev.reason, ev.message.as_ref()),
+            (
+                false,
+                "AccessCredentialsSyncSuccess",
+                "Access credentials sync successful."
+            )
+        );
+        assert_eq!(for_access_credentials(Some(&ok), None), None);
     }
 }

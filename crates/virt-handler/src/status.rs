@@ -196,6 +196,25 @@ pub fn next(
         }
     }
 
+    // AccessCredentialsSynchronized: as the launcher last reported its guest-agent credentials
+    // (kept while the domain is gone, like upstream's last word on them).
+    if let Some(a) = observed
+        .domain
+        .filter(|d| d.is_active())
+        .and_then(|d| d.access_credentials.as_ref())
+    {
+        set(
+            &mut out.conditions,
+            condition(
+                vmi_condition_types::ACCESS_CREDENTIALS_SYNCHRONIZED,
+                if a.synchronized { "True" } else { "False" },
+                "",
+                &a.message,
+                &t,
+            ),
+        );
+    }
+
     // Interfaces: while the domain exists; kept as they were once it is gone.
     if let Some(d) = observed.domain.filter(|d| d.is_active()) {
         out.interfaces = interfaces(d, observed.guest);
@@ -595,6 +614,50 @@ mod tests {
             guest_ip: "10.0.2.2".into(),
         });
         d
+    }
+
+    #[test]
+    fn access_credentials_condition_follows_the_launcher() {
+        use launcher_proto::v1::AccessCredentialStatus;
+        let mut d = dom(DomainState::Running, StateReason::Booted);
+        let obs = |d: &DomainStatus| {
+            next(
+                &status("Running"),
+                &Observed {
+                    domain: Some(d),
+                    ..Default::default()
+                },
+                "n",
+                now(),
+            )
+        };
+        // No guest-agent credentials: no condition.
+        let none = obs(&d);
+        assert!(
+            none.condition(vmi_condition_types::ACCESS_CREDENTIALS_SYNCHRONIZED)
+                .is_none()
+        );
+        d.access_credentials = Some(AccessCredentialStatus {
+            synchronized: false,
+            message: "guest agent: no such user".into(),
+        });
+        let failed = obs(&d);
+        let c = failed
+            .condition(vmi_condition_types::ACCESS_CREDENTIALS_SYNCHRONIZED)
+            .expect("condition");
+        assert_eq!(
+            (c.status.as_str(), c.message.as_deref()),
+            ("False", Some("guest agent: no such user"))
+        );
+        d.access_credentials = Some(AccessCredentialStatus {
+            synchronized: true,
+            message: String::new(),
+        });
+        let ok = obs(&d);
+        let c = ok
+            .condition(vmi_condition_types::ACCESS_CREDENTIALS_SYNCHRONIZED)
+            .expect("condition");
+        assert_eq!((c.status.as_str(), c.message.as_deref()), ("True", None));
     }
 
     #[test]

@@ -16,13 +16,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kubevirt_api::v1::VirtualMachineInstance;
 use launcher_proto::migration_sockets;
 use launcher_proto::v1::{
-    BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus, EventType, GuestFilesystems,
-    GuestInfo, GuestUsers, InfoResponse, InterfaceStatus, MigrateRequest, MigrationTarget,
-    NetStats, StateReason,
+    AccessCredentialStatus, BlockStats, DomainEvent, DomainState, DomainStats, DomainStatus,
+    EventType, GuestFilesystems, GuestInfo, GuestUsers, InfoResponse, InterfaceStatus,
+    MigrateRequest, MigrationTarget, NetStats, StateReason,
 };
 use tokio::sync::{Mutex, broadcast, watch};
 use tracing::{Instrument, info, warn};
 
+use crate::access;
 use crate::agent;
 use crate::converter::{self, ConverterContext, EfiFirmware, InterfaceTarget};
 use crate::kvm::Detection;
@@ -44,6 +45,8 @@ pub mod socket_names {
 
 /// How often the monitor reads the domain state.
 const POLL: Duration = Duration::from_millis(200);
+/// How often the guest-agent access credentials are checked against their Secrets.
+const ACCESS_POLL: Duration = Duration::from_secs(2);
 /// Consecutive failed state reads after which the launcher gives up on libvirt.
 const MAX_POLL_FAILURES: u32 = 25;
 
@@ -101,6 +104,8 @@ struct Inner {
     migrated: bool,
     /// Forwards the migration's libvirt connection to the private libvirtd (target side).
     forwarder: Option<tokio::task::JoinHandle<()>>,
+    /// How the guest-agent access credentials stand (None: the VMI has none, or no try yet).
+    access: Option<AccessCredentialStatus>,
 }
 
 /// What Sync and PrepareMigrationTarget make before a domain can run here.
@@ -254,6 +259,7 @@ impl Launcher {
             message,
             interfaces: inner.interfaces.clone(),
             shutdown_requested: inner.shutdown_requested,
+            access_credentials: inner.access.clone(),
         };
         if matches!(reason, StateReason::Crashed | StateReason::Failed) {
             let name = self.domain_name.clone();
@@ -379,6 +385,102 @@ impl Launcher {
         inner.defined = true;
         let me = Arc::clone(self);
         tokio::spawn(async move { me.monitor().await }.in_current_span());
+        if !inner
+            .vmi
+            .as_ref()
+            .map(access::agent_credentials)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.propagate_access_credentials().await }.in_current_span());
+        }
+    }
+
+    /// Keeps the guest-agent access credentials in the guest while the domain lives: applies
+    /// them once the agent answers, and again whenever a Secret's content changes (the kubelet
+    /// refreshes the mounted files) or the last try failed. Each outcome is published in the
+    /// status (virt-handler's AccessCredentialsSynchronized condition).
+    async fn propagate_access_credentials(self: Arc<Self>) {
+        let mut applied: Option<Vec<serde_json::Value>> = None;
+        loop {
+            tokio::time::sleep(ACCESS_POLL).await;
+            let (vmi, running) = {
+                let inner = self.inner.lock().await;
+                if inner.finished.is_some() || inner.migrated {
+                    return;
+                }
+                (inner.vmi.clone(), inner.defined && !inner.incoming)
+            };
+            let Some(vmi) = vmi.filter(|_| running) else {
+                continue;
+            };
+            let creds = access::agent_credentials(&vmi);
+            let secrets = self.cfg.host.private_dir.join("secret");
+            let files: BTreeMap<String, Vec<(String, Vec<u8>)>> = creds
+                .iter()
+                .filter_map(|c| {
+                    let dir = secrets.join(access::secret_dir_name(c.secret()));
+                    let read = volumes::read_tree(&c.field(), &dir, false).ok()?;
+                    Some((c.secret().to_string(), read))
+                })
+                .collect();
+            let outcome = match access::agent_commands(&creds, &files) {
+                Ok(cmds) if applied.as_ref() == Some(&cmds) => continue,
+                Ok(cmds) => {
+                    let name = self.domain_name.clone();
+                    let run = cmds.clone();
+                    let res = self
+                        .blocking(move |lv| {
+                            // No agent yet (the guest still boots): nothing to report.
+                            if lv
+                                .agent_command(&name, r#"{"execute":"guest-ping"}"#, 5)
+                                .is_err()
+                            {
+                                return Ok(false);
+                            }
+                            for c in &run {
+                                lv.agent_command(&name, &c.to_string(), 10)
+                                    .map_err(|e| format!("{}: {e}", c["execute"]))?;
+                            }
+                            Ok::<bool, String>(true)
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    match res {
+                        Ok(false) => continue,
+                        Ok(true) => {
+                            info!(commands = cmds.len(), "access credentials propagated");
+                            applied = Some(cmds);
+                            AccessCredentialStatus {
+                                synchronized: true,
+                                message: String::new(),
+                            }
+                        }
+                        Err(e) => {
+                            applied = None;
+                            AccessCredentialStatus {
+                                synchronized: false,
+                                message: format!("guest agent: {e}"),
+                            }
+                        }
+                    }
+                }
+                Err(e) => AccessCredentialStatus {
+                    synchronized: false,
+                    message: e,
+                },
+            };
+            let st = {
+                let mut inner = self.inner.lock().await;
+                if inner.finished.is_some() {
+                    return;
+                }
+                inner.access = Some(outcome);
+                self.status_locked(&inner).await
+            };
+            self.observe(&st);
+        }
     }
 
     /// Publishes the first status of a domain (the ADDED event).

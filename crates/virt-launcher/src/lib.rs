@@ -6,8 +6,10 @@
 //! - [`libvirt`]: the private libvirt (embedded driver or a private daemon).
 //! - [`kvm`]: whether KVM works, or QEMU emulates.
 //! - [`agent`]: the guest agent's replies as gRPC messages (pure).
+//! - [`access`]: access credentials the guest agent propagates (pure).
 //! - [`launcher`], [`server`]: the VMI's lifecycle and the gRPC service.
 
+pub mod access;
 pub mod agent;
 pub mod cloudinit;
 pub mod converter;

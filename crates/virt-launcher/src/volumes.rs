@@ -523,7 +523,7 @@ impl Ctx<'_> {
                 .host
                 .private_dir
                 .join("secret")
-                .join(format!("{}-access-cred", secret.secret_name));
+                .join(crate::access::secret_dir_name(&secret.secret_name));
             files.extend(read_tree(&field, &dir, false)?.into_iter().map(|(_, d)| d));
         }
         Ok(cloudinit::parse_public_keys(
@@ -671,7 +671,7 @@ fn run_tool(field: &str, tool: &'static str, cmd: &mut Command) -> Result<(), Vo
 
 /// The regular files under `dir` (following the `..data` symlinks kubelet uses for atomic
 /// updates), as (relative path, contents), skipping dot entries.
-fn read_tree(
+pub(crate) fn read_tree(
     field: &str,
     dir: &Path,
     optional: bool,
