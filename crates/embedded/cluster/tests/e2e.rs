@@ -505,8 +505,9 @@ fn testvm() -> String {
 fn testvm_start_console_stop_restart_crash_and_delete() {
     let c = Cluster::up("a");
     // A key of this test's own, for `virtctl ssh` below. It reaches the guest as a user would
-    // hand it over: a Secret named in `accessCredentials`, propagated through the NoCloud
-    // meta-data (virt-controller mounts the Secret, the launcher writes `public-keys`).
+    // hand it over: a Secret named in `accessCredentials`, propagated at boot through the
+    // NoCloud meta-data (virt-controller mounts the Secret, the launcher writes `public-keys`)
+    // and kept in sync through the guest agent (a rotation below).
     let key = c.dir.join("id_ed25519");
     let o = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f"])
@@ -532,7 +533,7 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         "testvm",
         "--type=json",
         "-p",
-        r#"[{"op": "add", "path": "/spec/template/spec/accessCredentials", "value": [{"sshPublicKey": {"source": {"secret": {"secretName": "testvm-keys"}}, "propagationMethod": {"noCloud": {}}}}]}]"#,
+        r#"[{"op": "add", "path": "/spec/template/spec/accessCredentials", "value": [{"sshPublicKey": {"source": {"secret": {"secretName": "testvm-keys"}}, "propagationMethod": {"noCloud": {}}}}, {"sshPublicKey": {"source": {"secret": {"secretName": "testvm-keys"}}, "propagationMethod": {"qemuGuestAgent": {"users": ["root"]}}}}]}]"#,
     ]);
     c.wait("VM printableStatus Stopped", Duration::from_secs(30), |c| {
         c.jsonpath(&["get", "vm", "testvm"], "{.status.printableStatus}") == "Stopped"
@@ -744,6 +745,69 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         text(&o)
     );
 
+    // The key rotated in the Secret reaches the running guest through the agent (the kubelet
+    // refreshes the mounted Secret, the launcher resets root's authorized_keys): the new key
+    // logs in, the old one no longer does, and the VMI says the credentials are in sync.
+    c.wait(
+        "the AccessCredentialsSynchronized condition",
+        Duration::from_secs(60),
+        |c| {
+            c.jsonpath(
+                &["get", "vmi", "testvm"],
+                "{.status.conditions[?(@.type==\"AccessCredentialsSynchronized\")].status}",
+            ) == "True"
+        },
+    );
+    let key2 = c.dir.join("id_rotated");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "e2e-rotated", "-f"])
+        .arg(&key2)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "{}", text(&o));
+    let rotated = c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "testvm-keys",
+        &format!(
+            "--from-file=key={}",
+            key2.with_extension("pub").to_str().expect("path")
+        ),
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    let o = c.apply(&rotated);
+    assert!(o.status.success(), "{}", text(&o));
+    let key2_path = key2.to_str().expect("path");
+    let ssh_with = |key: &str| {
+        c.virtctl(&[
+            "ssh",
+            "-i",
+            key,
+            "--local-ssh-opts=-o StrictHostKeyChecking=no",
+            "--local-ssh-opts=-o UserKnownHostsFile=/dev/null",
+            "--local-ssh-opts=-o BatchMode=yes",
+            "--local-ssh-opts=-o ConnectTimeout=60",
+            "root@vm/testvm",
+            "-c",
+            "echo ROTATED$((6*7))",
+        ])
+    };
+    c.wait(
+        "the rotated key to log in",
+        Duration::from_secs(180),
+        |_| String::from_utf8_lossy(&ssh_with(key2_path).stdout).contains("ROTATED42"),
+    );
+    let o = ssh_with(key_path);
+    assert!(
+        !o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("ROTATED42"),
+        "the old key still logs in: {}",
+        text(&o)
+    );
+
     // `virtctl soft-reboot` (virt-api -> virt-handler -> the launcher -> libvirt's reboot
     // through the guest agent, as AgentConnected is true: qemu-ga runs the guest's
     // `shutdown -r`): the guest boots again to its login prompt, in the same instance and the
@@ -784,7 +848,12 @@ fn testvm_start_console_stop_restart_crash_and_delete() {
         "-o",
         "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
     ]);
-    for want in ["SuccessfulCreate", "Created", "Started"] {
+    for want in [
+        "SuccessfulCreate",
+        "Created",
+        "Started",
+        "AccessCredentialsSyncSuccess",
+    ] {
         assert!(
             reasons.lines().any(|r| r == want),
             "VMI event {want} missing: {reasons}"
