@@ -176,9 +176,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
             &format!("{BASE}/portforward/{{port}}/{{protocol}}"),
             get(portforward),
         )
-        .route(&format!("{BASE}/guestosinfo"), get(guest_info))
-        .route(&format!("{BASE}/userlist"), get(guest_users))
-        .route(&format!("{BASE}/filesystemlist"), get(guest_filesystems))
+        .route(&format!("{BASE}/guestosinfo"), get(guest_agent))
+        .route(&format!("{BASE}/userlist"), get(guest_agent))
+        .route(&format!("{BASE}/filesystemlist"), get(guest_agent))
         .with_state(shared)
 }
 
@@ -574,40 +574,32 @@ fn agent_reply<T, B: serde::Serialize>(
     }
 }
 
-async fn guest_info(
+/// `guestosinfo`, `userlist` and `filesystemlist` (the last path segment says which): the
+/// launcher's guest-agent query, as upstream's body.
+async fn guest_agent(
     State(s): State<Arc<Shared>>,
     UrlPath((ns, name)): UrlPath<(String, String)>,
+    uri: axum::http::Uri,
 ) -> Response {
     let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let r = client.get_guest_info(DomainRequest { uid }).await;
-    agent_reply(r, crate::status::guest_agent_info)
-}
-
-async fn guest_users(
-    State(s): State<Arc<Shared>>,
-    UrlPath((ns, name)): UrlPath<(String, String)>,
-) -> Response {
-    let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let r = client.get_guest_users(DomainRequest { uid }).await;
-    agent_reply(r, crate::status::guest_user_list)
-}
-
-async fn guest_filesystems(
-    State(s): State<Arc<Shared>>,
-    UrlPath((ns, name)): UrlPath<(String, String)>,
-) -> Response {
-    let (mut client, uid, _dir) = match launcher(&s, &ns, &name).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let r = client.get_guest_filesystems(DomainRequest { uid }).await;
-    agent_reply(r, crate::status::guest_filesystem_list)
+    let req = DomainRequest { uid };
+    match uri.path().rsplit('/').next() {
+        Some("userlist") => agent_reply(
+            client.get_guest_users(req).await,
+            crate::status::guest_user_list,
+        ),
+        Some("filesystemlist") => agent_reply(
+            client.get_guest_filesystems(req).await,
+            crate::status::guest_filesystem_list,
+        ),
+        _ => agent_reply(
+            client.get_guest_info(req).await,
+            crate::status::guest_agent_info,
+        ),
+    }
 }
 
 /// Serves the console server on `listener` until the task is aborted.

@@ -1071,28 +1071,30 @@ impl Launcher {
         .await?
     }
 
-    pub async fn guest_users(&self) -> Result<GuestUsers, LauncherError> {
+    /// One guest-agent command on the defined domain, its `return` value made into `T`.
+    async fn agent_query<T: Send + 'static>(
+        &self,
+        cmd: &'static str,
+        into: fn(&serde_json::Value) -> T,
+    ) -> Result<T, LauncherError> {
         drop(self.require_defined().await?);
         let name = self.domain_name.clone();
-        self.blocking(move |lv| {
-            let reply = Self::agent_call(lv, &name, "guest-get-users")?;
-            Ok(GuestUsers {
-                users: agent::users(&reply),
-            })
+        self.blocking(move |lv| Self::agent_call(lv, &name, cmd).map(|r| into(&r)))
+            .await?
+    }
+
+    pub async fn guest_users(&self) -> Result<GuestUsers, LauncherError> {
+        self.agent_query("guest-get-users", |r| GuestUsers {
+            users: agent::users(r),
         })
-        .await?
+        .await
     }
 
     pub async fn guest_filesystems(&self) -> Result<GuestFilesystems, LauncherError> {
-        drop(self.require_defined().await?);
-        let name = self.domain_name.clone();
-        self.blocking(move |lv| {
-            let reply = Self::agent_call(lv, &name, "guest-get-fsinfo")?;
-            Ok(GuestFilesystems {
-                filesystems: agent::filesystems(&reply),
-            })
+        self.agent_query("guest-get-fsinfo", |r| GuestFilesystems {
+            filesystems: agent::filesystems(r),
         })
-        .await?
+        .await
     }
 
     /// A stream of events: the current status first, then every change; ends after the final
