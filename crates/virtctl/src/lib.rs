@@ -5,6 +5,7 @@
 pub mod console;
 pub mod createtype;
 pub mod createvm;
+pub mod credentials;
 pub mod expose;
 pub mod lifecycle;
 pub mod portforward;

@@ -13,7 +13,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
 use virtctl::stream::{Cluster, KubeOptions, status_message};
 use virtctl::target::{ForwardedPort, Kind, Target};
-use virtctl::{Error, createtype, createvm, expose, lifecycle, ssh};
+use virtctl::{Error, createtype, createvm, credentials, expose, lifecycle, ssh};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -238,6 +238,11 @@ enum Command {
         #[command(subcommand)]
         what: CreateWhat,
     },
+    /// Manipulate credentials on a virtual machine.
+    Credentials {
+        #[command(subcommand)]
+        what: CredentialsWhat,
+    },
     /// Soft reboot a virtual machine instance.
     #[command(name = "soft-reboot")]
     SoftReboot {
@@ -287,6 +292,86 @@ enum VncWhat {
         #[arg(short = 'm', long, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = ArgAction::Set, default_value = "false")]
         move_cursor: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum CredentialsWhat {
+    /// Add credentials to a virtual machine.
+    #[command(name = "add-ssh-key")]
+    AddSshKey {
+        #[command(flatten)]
+        key: SshKeyArgs,
+        /// Create a new secret for the SSH key. The new key will not be added to a running VM.
+        /// Use --force to add a new secret even if the VM is running.
+        #[arg(long, conflicts_with = "update_secret")]
+        create_secret: bool,
+        /// Add the SSH key to an existing secret. Use --force option, if the secret does not
+        /// have owner reference pointing to the VM.
+        #[arg(long)]
+        update_secret: bool,
+        /// Force update of secret, even if it's not owned by the VM.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove credentials from a virtual machine.
+    #[command(name = "remove-ssh-key")]
+    RemoveSshKey {
+        #[command(flatten)]
+        key: SshKeyArgs,
+        /// Force update of secret, even if it's not owned by the VM.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Set password for a user.
+    #[command(name = "set-password")]
+    SetPassword {
+        #[arg(value_name = "VM")]
+        name: String,
+        /// Name of the user.
+        #[arg(long, short = 'u')]
+        user: String,
+        /// Name of the secret with the passwords.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Password for the user.
+        #[arg(long, short = 'p')]
+        password: String,
+        /// Force update of secret, even if it's not owned by the VM.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SshKeyArgs {
+    #[arg(value_name = "VM")]
+    name: String,
+    /// Name of the user.
+    #[arg(long, short = 'u')]
+    user: String,
+    /// Name of the secret with SSH keys.
+    #[arg(long)]
+    secret: Option<String>,
+    /// Path to the SSH public key file.
+    #[arg(long, short = 'f', conflicts_with = "value")]
+    file: Option<std::path::PathBuf>,
+    /// Literal value of the SSH public key.
+    #[arg(long)]
+    value: Option<String>,
+}
+
+impl SshKeyArgs {
+    fn key(&self) -> anyhow::Result<String> {
+        let raw = match (&self.value, &self.file) {
+            (Some(v), _) => v.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("error getting ssh key: {}: {e}", f.display()))?,
+            (None, None) => anyhow::bail!(
+                "error getting ssh key: one of --file, or --value must be specified"
+            ),
+        };
+        Ok(credentials::normalize_key(&raw)?)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -522,6 +607,151 @@ fn lifecycle_request(cmd: &Command, ns: &str) -> Result<Option<lifecycle::Reques
         Command::SoftReboot { name } => Some(lifecycle::soft_reboot(ns, name)),
         _ => None,
     })
+}
+
+/// `credentials add-ssh-key | remove-ssh-key | set-password VM`: changes the Secrets the VM's
+/// guest-agent access credentials name (see `virtctl::credentials`).
+async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let ns = &cluster.namespace;
+    let vms: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), ns, &vm_resource());
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
+    let vm_name = match what {
+        CredentialsWhat::AddSshKey { key, .. } | CredentialsWhat::RemoveSshKey { key, .. } => {
+            &key.name
+        }
+        CredentialsWhat::SetPassword { name, .. } => name,
+    };
+    let vm = vms
+        .get(vm_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("error getting virtual machine: {e}"))?;
+    let vm = serde_json::to_value(&vm)?;
+    let json_patch = |v: serde_json::Value| -> anyhow::Result<Patch<()>> {
+        Ok(Patch::Json(serde_json::from_value(v)?))
+    };
+    let get_secret = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get(&name)
+                .await
+                .map_err(|e| anyhow::anyhow!("error getting secret \"{name}\": {e}"))
+        }
+    };
+    match what {
+        CredentialsWhat::AddSshKey {
+            key: args,
+            create_secret,
+            update_secret,
+            force,
+        } => {
+            let key = args.key()?;
+            let assigned = credentials::ssh_secrets_for_user(&vm, &args.user);
+            let create = *create_secret || (!*update_secret && assigned.is_empty());
+            if create {
+                if !*force {
+                    let vmis: Api<DynamicObject> = Api::namespaced_with(
+                        cluster.client.clone(),
+                        ns,
+                        &kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances"),
+                    );
+                    if vmis.get_opt(vm_name).await?.is_some() {
+                        anyhow::bail!(
+                            "virtual machine {vm_name} is running. Use --force flag to update a running VM, it will take effect after restart"
+                        );
+                    }
+                }
+                let secret = credentials::new_key_secret(&vm, &key, &random_suffix());
+                let made = secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("error creating secret: {e}"))?;
+                let made_name = made.metadata.name.unwrap_or_default();
+                let patch = credentials::add_credential_patch(&vm, &made_name, &args.user);
+                vms.patch(vm_name, &PatchParams::default(), &json_patch(patch)?)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("error patching virtual machine: {e}"))?;
+                return Ok(());
+            }
+            if assigned.is_empty() {
+                anyhow::bail!("no secrets specified for user: {}", args.user);
+            }
+            let name = credentials::pick_secret(args.secret.as_deref(), &assigned)?;
+            let secret = get_secret(name.clone()).await?;
+            if credentials::has_key(&secret, &key) {
+                println!("Secret \"{name}\" already contains this SSH key.");
+                return Ok(());
+            }
+            if !*force && !credentials::owned_by_vm(&secret, &vm) {
+                return Err(credentials::not_owned(&name, &vm).into());
+            }
+            let item = format!("ssh-key-{}", random_suffix());
+            let patch = credentials::set_item_patch(&secret, &item, &key);
+            secrets
+                .patch(&name, &PatchParams::default(), &json_patch(patch)?)
+                .await
+                .map_err(|e| anyhow::anyhow!("error patching secret \"{name}\": {e}"))?;
+            println!("Successfully added the key to secret \"{name}\"");
+        }
+        CredentialsWhat::RemoveSshKey { key: args, force } => {
+            let key = args.key()?;
+            let assigned = credentials::ssh_secrets_for_user(&vm, &args.user);
+            if assigned.is_empty() {
+                println!("No secrets associated with user {}", args.user);
+                return Ok(());
+            }
+            let targets = match args.secret.as_deref() {
+                None => assigned,
+                Some(s) if assigned.iter().any(|a| a == s) => vec![s.to_string()],
+                Some(s) => anyhow::bail!("secret {s} is not associated with user {}", args.user),
+            };
+            for name in targets {
+                // Read, edit, replace with the read resourceVersion; again on a conflict.
+                let mut tries = 0;
+                loop {
+                    let Some(mut secret) = secrets.get_opt(&name).await? else {
+                        break;
+                    };
+                    if !*force && !credentials::owned_by_vm(&secret, &vm) {
+                        return Err(credentials::not_owned(&name, &vm).into());
+                    }
+                    secret.data = Some(credentials::data_without_key(&secret, &key));
+                    match secrets.replace(&name, &PostParams::default(), &secret).await {
+                        Ok(_) => break,
+                        Err(kube::Error::Api(e)) if e.code == 409 && tries < 5 => tries += 1,
+                        Err(kube::Error::Api(e)) if e.code == 404 => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        CredentialsWhat::SetPassword {
+            name: _,
+            user,
+            secret,
+            password,
+            force,
+        } => {
+            let assigned = credentials::password_secrets(&vm);
+            if assigned.is_empty() {
+                anyhow::bail!("no secrets assigned to UserPassword AccessCredentials");
+            }
+            let name = credentials::pick_secret(secret.as_deref(), &assigned)?;
+            let current = get_secret(name.clone()).await?;
+            if !*force && !credentials::owned_by_vm(&current, &vm) {
+                return Err(credentials::not_owned(&name, &vm).into());
+            }
+            let patch = credentials::set_item_patch(&current, user, password);
+            secrets
+                .patch(&name, &PatchParams::default(), &json_patch(patch)?)
+                .await
+                .map_err(|e| anyhow::anyhow!("error patching secret \"{name}\": {e}"))?;
+            println!("Successfully set password in secret \"{name}\"");
+        }
+    }
+    Ok(())
 }
 
 /// `migrate-cancel VM`: deletes the VM's migration that has not finished (the controller
@@ -932,6 +1162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }
+        Command::Credentials { what } => credentials_command(&cluster, what).await,
         Command::Version { .. }
         | Command::InstallPlugin { .. }
         | Command::Ssh { .. }

@@ -2,75 +2,19 @@
 //! standing in for the aggregator's identity headers; tests/streams.rs goes through the API
 //! server), with upstream's messages and exit codes.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 
 use base64::Engine as _;
-use kube::api::{Api, PostParams};
-use kubevirt_api::v1::VirtualMachine;
-
-async fn kube_client(kubeconfig: &std::path::Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
-fn virtctl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_virtctl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("virtctl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    )
-}
+use common::virtctl;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_stop_restart_with_upstream_messages() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cfg = kubevirt_embedded_apiserver::server::Config::new(
-        tmp.path(),
-        "127.0.0.1:0".parse().expect("addr"),
-    );
-    let apiserver = kubevirt_embedded_apiserver::server::start(cfg)
-        .await
-        .expect("apiserver");
-    let client = kube_client(&apiserver.kubeconfig).await;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    for crd in kubevirt_api::crd::all() {
-        crds.create(&PostParams::default(), &crd)
-            .await
-            .expect("CRD");
-    }
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/testvm.yaml"
-    ))
-    .expect("example");
-    let Some(kubevirt_api::manifest::Object::VirtualMachine(vm)) =
-        kubevirt_api::manifest::parse(&text, kubevirt_api::manifest::Strictness::Strict)
-            .expect("parses")
-            .pop()
-    else {
-        panic!("the example is a VM");
-    };
-    let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), "default");
-    let mut ok = false;
-    for _ in 0..50 {
-        if vms.create(&PostParams::default(), &vm).await.is_ok() {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ok, "VM created");
+    let (apiserver, client) = common::apiserver_with_testvm(tmp.path()).await;
+    let vms: kube::Api<kubevirt_api::v1::VirtualMachine> =
+        kube::Api::namespaced(client.clone(), "default");
 
     // virt-api with the subresource API, and a kubeconfig that reaches it directly.
     let pki = kubevirt_https::SelfSigned::generate("virt-api-ca", &["localhost", "127.0.0.1"])
