@@ -75,13 +75,13 @@ pub fn pick_secret(given: Option<&str>, secrets: &[String]) -> Result<String, Er
 
 /// Does `secret` have an owner reference to this VM (kind, name and uid)?
 pub fn owned_by_vm(secret: &Secret, vm: &Value) -> bool {
-    let (name, uid) = (vm["metadata"]["name"].as_str(), vm["metadata"]["uid"].as_str());
-    secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "VirtualMachine" && Some(o.name.as_str()) == name && Some(o.uid.as_str()) == uid)
+    let (name, uid) = (
+        vm["metadata"]["name"].as_str(),
+        vm["metadata"]["uid"].as_str(),
+    );
+    secret.metadata.owner_references.iter().flatten().any(|o| {
+        o.kind == "VirtualMachine" && Some(o.name.as_str()) == name && Some(o.uid.as_str()) == uid
+    })
 }
 
 /// The refusal for a Secret the VM does not own, without `--force`.
@@ -249,7 +249,10 @@ mod tests {
     fn keys_in_secrets_and_patches() {
         let v = vm(json!([]));
         let s = secret(
-            &[("k1", "ssh-ed25519 AAAA one\n\nssh-ed25519 BBBB two\n"), ("k2", "ssh-ed25519 AAAA one")],
+            &[
+                ("k1", "ssh-ed25519 AAAA one\n\nssh-ed25519 BBBB two\n"),
+                ("k2", "ssh-ed25519 AAAA one"),
+            ],
             Some("u-1"),
         );
         assert!(owned_by_vm(&s, &v));
@@ -268,7 +271,10 @@ mod tests {
         let new = new_key_secret(&v, "ssh-ed25519 AAAA", "x1y2z3");
         assert_eq!(new.metadata.generate_name.as_deref(), Some("vm1-ssh-key-"));
         assert!(owned_by_vm(&new, &v));
-        assert_eq!(new.data.as_ref().expect("data")["ssh-key-x1y2z3"].0, b"ssh-ed25519 AAAA");
+        assert_eq!(
+            new.data.as_ref().expect("data")["ssh-key-x1y2z3"].0,
+            b"ssh-ed25519 AAAA"
+        );
 
         // The credential goes at the end of an existing list, or makes the list.
         assert_eq!(

@@ -366,9 +366,9 @@ impl SshKeyArgs {
             (Some(v), _) => v.clone(),
             (None, Some(f)) => std::fs::read_to_string(f)
                 .map_err(|e| anyhow::anyhow!("error getting ssh key: {}: {e}", f.display()))?,
-            (None, None) => anyhow::bail!(
-                "error getting ssh key: one of --file, or --value must be specified"
-            ),
+            (None, None) => {
+                anyhow::bail!("error getting ssh key: one of --file, or --value must be specified")
+            }
         };
         Ok(credentials::normalize_key(&raw)?)
     }
@@ -718,7 +718,10 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
                         return Err(credentials::not_owned(&name, &vm).into());
                     }
                     secret.data = Some(credentials::data_without_key(&secret, &key));
-                    match secrets.replace(&name, &PostParams::default(), &secret).await {
+                    match secrets
+                        .replace(&name, &PostParams::default(), &secret)
+                        .await
+                    {
                         Ok(_) => break,
                         Err(kube::Error::Api(e)) if e.code == 409 && tries < 5 => tries += 1,
                         Err(kube::Error::Api(e)) if e.code == 404 => break,

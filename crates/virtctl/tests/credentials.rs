@@ -47,7 +47,13 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
     );
     assert!(ok, "{err}");
     let vm = vms.get("testvm").await.expect("vm");
-    let creds = &vm.spec.template.as_ref().expect("template").spec.access_credentials;
+    let creds = &vm
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .expect("template spec")
+        .access_credentials;
     let cred = serde_json::to_value(&creds[0]).expect("json");
     assert_eq!(
         cred["sshPublicKey"]["propagationMethod"],
@@ -62,23 +68,49 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
     let owner = &secret.metadata.owner_references.as_ref().expect("owner")[0];
     assert_eq!(
         (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
-        ("VirtualMachine", vm.metadata.uid.as_deref().unwrap_or_default(), Some(true))
+        (
+            "VirtualMachine",
+            vm.metadata.uid.as_deref().unwrap_or_default(),
+            Some(true)
+        )
     );
     assert_eq!(values(&secret), [key1]);
 
     // Now it has one: the key goes into that Secret; a key it has already is left alone.
     let (ok, out, err) = virtctl(
         kc,
-        &["credentials", "add-ssh-key", "-u", "root", "--value", key2, "testvm"],
+        &[
+            "credentials",
+            "add-ssh-key",
+            "-u",
+            "root",
+            "--value",
+            key2,
+            "testvm",
+        ],
     );
     assert!(ok, "{err}");
-    assert_eq!(out, format!("Successfully added the key to secret \"{secret_name}\""));
+    assert_eq!(
+        out,
+        format!("Successfully added the key to secret \"{secret_name}\"")
+    );
     let (ok, out, _) = virtctl(
         kc,
-        &["credentials", "add-ssh-key", "-u", "root", "--value", key1, "testvm"],
+        &[
+            "credentials",
+            "add-ssh-key",
+            "-u",
+            "root",
+            "--value",
+            key1,
+            "testvm",
+        ],
     );
     assert!(ok);
-    assert_eq!(out, format!("Secret \"{secret_name}\" already contains this SSH key."));
+    assert_eq!(
+        out,
+        format!("Secret \"{secret_name}\" already contains this SSH key.")
+    );
     let mut held = values(&secrets.get(&secret_name).await.expect("secret"));
     held.sort();
     assert_eq!(held, [key1, key2]);
@@ -86,24 +118,54 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
     // remove-ssh-key takes key1 out of every Secret of the user's.
     let (ok, _, err) = virtctl(
         kc,
-        &["credentials", "remove-ssh-key", "-u", "root", "--value", key1, "testvm"],
+        &[
+            "credentials",
+            "remove-ssh-key",
+            "-u",
+            "root",
+            "--value",
+            key1,
+            "testvm",
+        ],
     );
     assert!(ok, "{err}");
-    assert_eq!(values(&secrets.get(&secret_name).await.expect("secret")), [key2]);
+    assert_eq!(
+        values(&secrets.get(&secret_name).await.expect("secret")),
+        [key2]
+    );
     let (ok, out, _) = virtctl(
         kc,
-        &["credentials", "remove-ssh-key", "-u", "nobody", "--value", key1, "testvm"],
+        &[
+            "credentials",
+            "remove-ssh-key",
+            "-u",
+            "nobody",
+            "--value",
+            key1,
+            "testvm",
+        ],
     );
     assert!(ok);
     assert_eq!(out, "No secrets associated with user nobody");
     let (ok, _, err) = virtctl(kc, &["credentials", "add-ssh-key", "-u", "root", "testvm"]);
     assert!(!ok);
-    assert!(err.contains("one of --file, or --value must be specified"), "{err}");
+    assert!(
+        err.contains("one of --file, or --value must be specified"),
+        "{err}"
+    );
 
     // set-password: the VM needs a password credential; a Secret it does not own needs --force.
     let (ok, _, err) = virtctl(
         kc,
-        &["credentials", "set-password", "-u", "root", "-p", "pw1", "testvm"],
+        &[
+            "credentials",
+            "set-password",
+            "-u",
+            "root",
+            "-p",
+            "pw1",
+            "testvm",
+        ],
     );
     assert!(!ok);
     assert!(
@@ -130,7 +192,15 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
     .expect("patched");
     let (ok, _, err) = virtctl(
         kc,
-        &["credentials", "set-password", "-u", "root", "-p", "pw1", "testvm"],
+        &[
+            "credentials",
+            "set-password",
+            "-u",
+            "root",
+            "-p",
+            "pw1",
+            "testvm",
+        ],
     );
     assert!(!ok);
     assert!(
@@ -139,7 +209,16 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
     );
     let (ok, out, err) = virtctl(
         kc,
-        &["credentials", "set-password", "-u", "root", "-p", "pw1", "--force", "testvm"],
+        &[
+            "credentials",
+            "set-password",
+            "-u",
+            "root",
+            "-p",
+            "pw1",
+            "--force",
+            "testvm",
+        ],
     );
     assert!(ok, "{err}");
     assert_eq!(out, "Successfully set password in secret \"pws\"");
@@ -163,10 +242,20 @@ async fn add_remove_keys_and_set_passwords_in_the_vms_secrets() {
         "metadata": {"name": "testvm"}, "spec": {"domain": {"devices": {}}},
     }))
     .expect("vmi");
-    vmis.create(&PostParams::default(), &vmi).await.expect("vmi");
+    vmis.create(&PostParams::default(), &vmi)
+        .await
+        .expect("vmi");
     let (ok, _, err) = virtctl(
         kc,
-        &["credentials", "add-ssh-key", "-u", "ops", "--value", key1, "testvm"],
+        &[
+            "credentials",
+            "add-ssh-key",
+            "-u",
+            "ops",
+            "--value",
+            key1,
+            "testvm",
+        ],
     );
     assert!(!ok);
     assert!(
