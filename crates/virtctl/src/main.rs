@@ -325,14 +325,8 @@ enum CredentialsWhat {
     /// Set password for a user.
     #[command(name = "set-password")]
     SetPassword {
-        #[arg(value_name = "VM")]
-        name: String,
-        /// Name of the user.
-        #[arg(long, short = 'u')]
-        user: String,
-        /// Name of the secret with the passwords.
-        #[arg(long)]
-        secret: Option<String>,
+        #[command(flatten)]
+        target: CredentialTarget,
         /// Password for the user.
         #[arg(long, short = 'p')]
         password: String,
@@ -342,16 +336,23 @@ enum CredentialsWhat {
     },
 }
 
+/// The VM, the guest user and (when the VM has several) the Secret a credentials verb changes.
 #[derive(Args, Debug)]
-struct SshKeyArgs {
+struct CredentialTarget {
     #[arg(value_name = "VM")]
     name: String,
     /// Name of the user.
     #[arg(long, short = 'u')]
     user: String,
-    /// Name of the secret with SSH keys.
+    /// Name of the secret to change.
     #[arg(long)]
     secret: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SshKeyArgs {
+    #[command(flatten)]
+    target: CredentialTarget,
     /// Path to the SSH public key file.
     #[arg(long, short = 'f', conflicts_with = "value")]
     file: Option<std::path::PathBuf>,
@@ -617,12 +618,13 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
     let ns = &cluster.namespace;
     let vms: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), ns, &vm_resource());
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
-    let vm_name = match what {
+    let target = match what {
         CredentialsWhat::AddSshKey { key, .. } | CredentialsWhat::RemoveSshKey { key, .. } => {
-            &key.name
+            &key.target
         }
-        CredentialsWhat::SetPassword { name, .. } => name,
+        CredentialsWhat::SetPassword { target, .. } => target,
     };
+    let (vm_name, user) = (&target.name, &target.user);
     let vm = vms
         .get(vm_name)
         .await
@@ -648,7 +650,7 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
             force,
         } => {
             let key = args.key()?;
-            let assigned = credentials::ssh_secrets_for_user(&vm, &args.user);
+            let assigned = credentials::ssh_secrets_for_user(&vm, user);
             let create = *create_secret || (!*update_secret && assigned.is_empty());
             if create {
                 if !*force {
@@ -669,16 +671,16 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
                     .await
                     .map_err(|e| anyhow::anyhow!("error creating secret: {e}"))?;
                 let made_name = made.metadata.name.unwrap_or_default();
-                let patch = credentials::add_credential_patch(&vm, &made_name, &args.user);
+                let patch = credentials::add_credential_patch(&vm, &made_name, user);
                 vms.patch(vm_name, &PatchParams::default(), &json_patch(patch)?)
                     .await
                     .map_err(|e| anyhow::anyhow!("error patching virtual machine: {e}"))?;
                 return Ok(());
             }
             if assigned.is_empty() {
-                anyhow::bail!("no secrets specified for user: {}", args.user);
+                anyhow::bail!("no secrets specified for user: {user}");
             }
-            let name = credentials::pick_secret(args.secret.as_deref(), &assigned)?;
+            let name = credentials::pick_secret(target.secret.as_deref(), &assigned)?;
             let secret = get_secret(name.clone()).await?;
             if credentials::has_key(&secret, &key) {
                 println!("Secret \"{name}\" already contains this SSH key.");
@@ -697,15 +699,15 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
         }
         CredentialsWhat::RemoveSshKey { key: args, force } => {
             let key = args.key()?;
-            let assigned = credentials::ssh_secrets_for_user(&vm, &args.user);
+            let assigned = credentials::ssh_secrets_for_user(&vm, user);
             if assigned.is_empty() {
-                println!("No secrets associated with user {}", args.user);
+                println!("No secrets associated with user {user}");
                 return Ok(());
             }
-            let targets = match args.secret.as_deref() {
+            let targets = match target.secret.as_deref() {
                 None => assigned,
                 Some(s) if assigned.iter().any(|a| a == s) => vec![s.to_string()],
-                Some(s) => anyhow::bail!("secret {s} is not associated with user {}", args.user),
+                Some(s) => anyhow::bail!("secret {s} is not associated with user {user}"),
             };
             for name in targets {
                 // Read, edit, replace with the read resourceVersion; again on a conflict.
@@ -731,9 +733,7 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
             }
         }
         CredentialsWhat::SetPassword {
-            name: _,
-            user,
-            secret,
+            target: _,
             password,
             force,
         } => {
@@ -741,7 +741,7 @@ async fn credentials_command(cluster: &Cluster, what: &CredentialsWhat) -> anyho
             if assigned.is_empty() {
                 anyhow::bail!("no secrets assigned to UserPassword AccessCredentials");
             }
-            let name = credentials::pick_secret(secret.as_deref(), &assigned)?;
+            let name = credentials::pick_secret(target.secret.as_deref(), &assigned)?;
             let current = get_secret(name.clone()).await?;
             if !*force && !credentials::owned_by_vm(&current, &vm) {
                 return Err(credentials::not_owned(&name, &vm).into());

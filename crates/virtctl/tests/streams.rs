@@ -5,6 +5,8 @@
 //! portforward/{port}/{proto}`, the pause/unpause PUTs and the guestosinfo GET. It records
 //! what it saw, so the tests check paths, subprotocols and bytes both ways.
 
+mod common;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -339,25 +341,7 @@ impl Env {
     /// instead of the test one.
     async fn start_with(real_virt_api: bool) -> Env {
         let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = kubevirt_embedded_apiserver::server::Config::new(
-            tmp.path(),
-            "127.0.0.1:0".parse().expect("addr"),
-        );
-        let apiserver = kubevirt_embedded_apiserver::server::start(cfg)
-            .await
-            .expect("apiserver");
-        let kc = kube::config::Kubeconfig::read_from(&apiserver.kubeconfig).expect("kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .expect("config");
-        let client = kube::Client::try_from(config).expect("client");
-        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        for crd in kubevirt_api::crd::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .expect("CRD");
-        }
+        let (apiserver, client) = common::apiserver_with_crds(tmp.path()).await;
 
         let backend: Shared = Arc::default();
         let base = format!("/apis/{GROUP}/v1/namespaces/{{ns}}/virtualmachineinstances/{{name}}");

@@ -30,9 +30,8 @@ pub fn virtctl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, St
     )
 }
 
-/// An API server in `dir` with the kubevirt CRDs and examples/testvm.yaml created in
-/// `default`, and a client of it.
-pub async fn apiserver_with_testvm(
+/// An API server in `dir` with the kubevirt CRDs, and a client of it.
+pub async fn apiserver_with_crds(
     dir: &std::path::Path,
 ) -> (kubevirt_embedded_apiserver::server::Running, kube::Client) {
     let cfg =
@@ -48,6 +47,14 @@ pub async fn apiserver_with_testvm(
             .await
             .expect("CRD");
     }
+    (apiserver, client)
+}
+
+/// [`apiserver_with_crds`] with examples/testvm.yaml created in `default`.
+pub async fn apiserver_with_testvm(
+    dir: &std::path::Path,
+) -> (kubevirt_embedded_apiserver::server::Running, kube::Client) {
+    let (apiserver, client) = apiserver_with_crds(dir).await;
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/testvm.yaml"
